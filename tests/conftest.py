@@ -1,0 +1,54 @@
+"""Shared fixtures. Tests run offline: a Hub download attempt would otherwise hang ~47 s."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from mars_lite import settings  # noqa: E402
+
+PARITY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "parity"
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real data folder (MARS_LITE_DATA or ../shared/data)."""
+    return settings.data_root()
+
+
+@pytest.fixture(scope="session")
+def mini_sbir(data_root) -> Path:
+    path = data_root / "mini_sbir"
+    assert path.is_dir(), f"{path} missing: set MARS_LITE_DATA to the folder holding mini_sbir/"
+    return path
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    assert PARITY_DIR.is_dir(), f"parity vectors not found at {PARITY_DIR}"
+    return PARITY_DIR
+
+
+@pytest.fixture()
+def tiny_model():
+    """A fresh random-init tiny model (builds in well under a second)."""
+    import torch
+    from mars_lite import create_model
+    torch.manual_seed(0)
+    model, preprocess = create_model("tiny")
+    return model
