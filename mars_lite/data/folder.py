@@ -1,0 +1,221 @@
+"""The generic folder dataset ``<root>/<modality>/<class>/<file>`` and the scanner all layouts share.
+
+Accepted modality folder names (case-insensitive): ``sketch``/``sketches`` for sketches and
+``photo``/``photos``/``image``/``images`` for photos. This is the layout of
+``../shared/data/mini_sbir`` and of a user's own data. Only files directly inside a class folder
+count; hidden files are ignored, and other non-image files and sub-folders are listed in
+``dataset.ignored``.
+
+Validation (``validate=``) happens once, when the dataset is built:
+
+``"header"`` (default) opens every file's header and lets PIL verify its structure (plus a JPEG
+end-marker check) -- cheap, catches garbage and truncated downloads; ``"full"`` decodes every
+image (slow, catches everything); ``"none"`` trusts the folder (a bad file then fails when loaded,
+with ``ImageLoadError`` naming it). Bad files are never dropped silently: ``on_error="raise"``
+raises ``UnreadableImagesError`` naming them, ``on_error="skip"`` leaves them out, records
+``(path, reason)`` in ``dataset.skipped`` and warns with the count and the first paths.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .images import ImageLoadError, check_image, is_image_file, load_image
+from .items import MODALITIES, PHOTO, SKETCH, ImageDataset, ImageItem
+
+MODALITY_FOLDER_NAMES = {
+    SKETCH: ("sketch", "sketches"),
+    PHOTO: ("photo", "photos", "image", "images"),
+}
+ON_ERROR_CHOICES = ("raise", "skip")
+VALIDATE_CHOICES = ("header", "full", "none")
+_MAX_LISTED = 10  # how many bad paths an error or warning message spells out
+
+
+class LayoutError(FileNotFoundError):
+    """A dataset folder does not have the expected layout; the message says what was looked for."""
+
+
+class UnreadableImagesError(ImageLoadError):
+    """One or more image files are corrupt or truncated; ``errors`` holds every (path, reason)."""
+
+    def __init__(self, errors: list[tuple[Path, str]], root: Path | None):
+        self.errors = errors
+        listed = "; ".join(f"{path} ({reason})" for path, reason in errors[:_MAX_LISTED])
+        more = f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
+        where = f" under {root}" if root else ""
+        super().__init__(
+            errors[0][0],
+            f"{len(errors)} unreadable image file(s){where}: {listed}{more}. Remove or replace "
+            "them, or pass on_error='skip' to leave them out (they are then listed in .skipped).",
+        )
+        self.args = (str(self.reason),)
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def class_key(name: str) -> str:
+    """Spelling-insensitive class id: lower case, letters and digits only.
+
+    ``"door handle"``, ``"door_handle"`` and ``"Door-Handle"`` all map to ``"doorhandle"``; the
+    benchmark class lists are checked to have no two names with the same key.
+    """
+    return re.sub(r"[^0-9a-z]+", "", name.lower())
+
+
+@dataclass(frozen=True)
+class ClassFolder:
+    """A folder holding the files of one class in one modality; ``label`` is the class name."""
+
+    path: Path
+    modality: str
+    label: str
+
+
+def list_class_folders(parent: Path, modality: str) -> list[ClassFolder]:
+    """Every non-hidden sub-folder of ``parent`` as a class folder labelled by its name."""
+    return [
+        ClassFolder(Path(entry.path), modality, entry.name)
+        for entry in sorted(os.scandir(parent), key=lambda e: e.name)
+        if entry.is_dir() and not entry.name.startswith(".")
+    ]
+
+
+def _check_options(on_error: str, validate: str) -> None:
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+    if validate not in VALIDATE_CHOICES:
+        raise ValueError(f"validate must be one of {VALIDATE_CHOICES}, got {validate!r}")
+
+
+def _full_check(path: Path) -> str | None:
+    try:
+        load_image(path)
+    except ImageLoadError as err:
+        return err.reason
+    return None
+
+
+def scan_class_folders(
+    folders: Iterable[ClassFolder],
+    root: Path | None,
+    on_error: str = "raise",
+    validate: str = "header",
+) -> ImageDataset:
+    """Build a dataset from class folders: list files, validate them, apply ``on_error``."""
+    _check_options(on_error, validate)
+    candidates: list[ImageItem] = []
+    ignored: list[Path] = []
+    for folder in folders:
+        for entry in sorted(os.scandir(folder.path), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue  # .DS_Store and friends: never data
+            path = Path(entry.path)
+            if entry.is_file() and is_image_file(path):
+                candidates.append(ImageItem(path, folder.modality, folder.label))
+            else:
+                ignored.append(path)
+    errors: list[tuple[Path, str]] = []
+    if validate != "none" and candidates:
+        check = check_image if validate == "header" else _full_check
+        # Threads: validation is file I/O plus C decoding that releases the GIL.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            reasons = list(pool.map(check, [item.path for item in candidates]))
+        bad = {item.path: reason for item, reason in zip(candidates, reasons) if reason}
+        errors = sorted(bad.items())
+        candidates = [item for item in candidates if item.path not in bad]
+    if errors and on_error == "raise":
+        raise UnreadableImagesError(errors, root)
+    if errors:
+        listed = ", ".join(str(path) for path, _ in errors[:5])
+        warnings.warn(
+            f"skipped {len(errors)} unreadable image file(s) under {root}: {listed}"
+            f"{' ...' if len(errors) > 5 else ''} (all of them with reasons in dataset.skipped)",
+            stacklevel=3,
+        )
+    return ImageDataset(candidates, root=root, skipped=errors, ignored=ignored)
+
+
+def filter_class_folders(
+    folders: list[ClassFolder], classes: Iterable[str] | None, where: Path
+) -> list[ClassFolder]:
+    """Keep the folders of the requested classes (matched by ``class_key``); unknown ones -> error."""
+    if classes is None:
+        return folders
+    wanted = {class_key(name): name for name in classes}
+    present = {class_key(folder.label) for folder in folders}
+    missing = sorted(name for key, name in wanted.items() if key not in present)
+    if missing:
+        available = sorted({folder.label for folder in folders})
+        raise KeyError(
+            f"classes not found under {where}: {missing}. Available ({len(available)}): {available}"
+        )
+    return [folder for folder in folders if class_key(folder.label) in wanted]
+
+
+def find_modality_folders(root: Path) -> dict[str, Path]:
+    """Map modality -> folder for the children of ``root`` named as in MODALITY_FOLDER_NAMES."""
+    found: dict[str, Path] = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if not entry.is_dir():
+            continue
+        for modality, names in MODALITY_FOLDER_NAMES.items():
+            if entry.name.lower() in names:
+                if modality in found:
+                    raise LayoutError(
+                        f"{root} has two {modality} folders ({found[modality].name!r} and "
+                        f"{entry.name!r}); keep one of {names}."
+                    )
+                found[modality] = Path(entry.path)
+    return found
+
+
+def folder_dataset(
+    root: str | os.PathLike,
+    on_error: str = "raise",
+    classes: Iterable[str] | None = None,
+    validate: str = "header",
+) -> ImageDataset:
+    """Read ``<root>/<modality>/<class>/<file>`` into an ``ImageDataset``.
+
+    ``classes`` keeps only those classes (spelling-insensitive match, unknown names are an
+    error). ``on_error`` and ``validate`` are explained in the module docstring. Items are
+    ordered by modality (sketch first), class, then file name.
+    """
+    _check_options(on_error, validate)
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(
+            f"dataset folder {root} does not exist. Expected <root>/<modality>/<class>/<file>, "
+            "e.g. mini_sbir/sketch/cat/1.png and mini_sbir/photo/cat/a.jpg."
+        )
+    modality_dirs = find_modality_folders(root)
+    if not modality_dirs:
+        accepted = [name for names in MODALITY_FOLDER_NAMES.values() for name in names]
+        raise LayoutError(
+            f"no modality folder in {root}: expected sub-folders named one of {accepted} "
+            "(each holding one folder per class)."
+        )
+    folders = [
+        folder
+        for modality in MODALITIES
+        if modality in modality_dirs
+        for folder in list_class_folders(modality_dirs[modality], modality)
+    ]
+    folders = filter_class_folders(folders, classes, root)
+    per_modality = {m: {f.label for f in folders if f.modality == m} for m in modality_dirs}
+    if len(per_modality) == 2 and per_modality[SKETCH] != per_modality[PHOTO]:
+        only_sketch = sorted(per_modality[SKETCH] - per_modality[PHOTO])
+        only_photo = sorted(per_modality[PHOTO] - per_modality[SKETCH])
+        warnings.warn(
+            f"{root}: classes with sketches but no photos {only_sketch}, "
+            f"with photos but no sketches {only_photo}",
+            stacklevel=2,
+        )
+    return scan_class_folders(folders, root, on_error=on_error, validate=validate)
