@@ -1,0 +1,214 @@
+"""The one on-disk format for image embeddings, shared by training, evaluation and the sketch pad.
+
+A cache entry is a folder ``<cache_dir>/<model key>/<item-set key>/`` holding
+``embeddings.safetensors`` (the (N, D) float32 L2-normalised CLIP image embeddings z_v, in item
+order) and ``manifest.json`` (model config, backbone weights fingerprint, preprocessing, and per
+item: path, modality, label, row, size and mtime). The model key changes with the weights or the
+preprocessing; the item-set key with the list of files. Within an entry, a manifest that does not
+match the files on disk (a file was replaced or touched) means the cache is stale and is
+recomputed — never silently reused.
+
+Embeddings are the *original* ones; the retrieval kinds (converted, semantic) are applied on
+top with ``MarsModel.retrieval_embedding`` because they depend on the modality vectors, which
+change during training while the backbone does not (frozen mode).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import atomic_write
+
+FORMAT = "mars_lite.embeddings/1"
+
+
+@dataclass
+class EmbeddingSet:
+    """Embeddings of a list of images, in order.
+
+    Attributes:
+        embeddings: (N, D) float32, L2-normalised original image embeddings z_v.
+        paths, labels, modalities: N entries each (modality "sketch" or "photo").
+        manifest: what produced them (see module docstring).
+        from_cache: True when read from disk rather than computed by this call.
+    """
+
+    embeddings: torch.Tensor
+    paths: list[str]
+    labels: list[str]
+    modalities: list[str]
+    manifest: dict = field(default_factory=dict)
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def select(self, modality: str | None = None, labels: Sequence[str] | None = None) -> "EmbeddingSet":
+        """The rows of one modality and/or of some classes (order kept)."""
+        wanted = None if labels is None else set(labels)
+        rows = [i for i, (m, y) in enumerate(zip(self.modalities, self.labels))
+                if (modality is None or m == modality) and (wanted is None or y in wanted)]
+        index = torch.tensor(rows, dtype=torch.long)
+        return EmbeddingSet(self.embeddings[index], [self.paths[i] for i in rows],
+                            [self.labels[i] for i in rows], [self.modalities[i] for i in rows],
+                            self.manifest, self.from_cache)
+
+
+def backbone_fingerprint(model) -> str:
+    """sha256 over the image tower's parameters and buffers (names, shapes, values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.clip.visual.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}{tuple(data.shape)}{data.dtype}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def _item_record(item) -> dict:
+    path = Path(item.path)
+    stat = path.stat()
+    return {"path": str(path), "modality": item.modality, "label": item.label,
+            "row": getattr(item, "index", None), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _sha(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _load_item(item):
+    if hasattr(item, "load"):
+        return item.load()
+    from .data import load_image
+    return load_image(item.path)
+
+
+@torch.inference_mode()
+def compute_embeddings(model, items: Sequence, *, batch_size: int = 64,
+                       progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """(N, D) float32 normalised image embeddings of ``items`` (anything with ``.path``)."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        for start in range(0, len(items), batch_size):
+            batch = torch.stack([model.preprocess(_load_item(it)) for it in items[start:start + batch_size]])
+            chunks.append(model.encode_image(batch, normalize=True).float().cpu())
+            if progress is not None:
+                progress(min(start + batch_size, len(items)), len(items))
+    finally:
+        model.train(was_training)
+    width = model.embed_dim
+    return torch.cat(chunks) if chunks else torch.empty(0, width)
+
+
+def _tqdm_progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+    bar = tqdm(total=total, desc=desc, unit="img",
+               disable=bool(os.environ.get("CI") or os.environ.get("TQDM_DISABLE")) or None)
+    state = {"done": 0}
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - state["done"])
+        state["done"] = done
+        if done >= total:
+            bar.close()
+    return update
+
+
+def model_manifest(model) -> dict:
+    """The part of a manifest that identifies the model: config, weights and preprocessing."""
+    from dataclasses import asdict
+    return {"model_config": asdict(model.config), "pretrained": model.pretrained,
+            "backbone_sha256": backbone_fingerprint(model), "preprocess": repr(model.preprocess),
+            "dim": model.embed_dim}
+
+
+def embed_items(model, items: Sequence, cache_dir: str | Path | None = None, *, batch_size: int = 64,
+                progress: bool | Callable[[int, int], None] | None = None) -> EmbeddingSet:
+    """Embeddings of ``items``, read from ``cache_dir`` when a matching entry exists.
+
+    Args:
+        model: a MarsModel (its image tower and preprocessing are used).
+        items: sequence of items with ``.path``, ``.modality``, ``.label`` (e.g. folder_dataset).
+        cache_dir: root of the cache; ``None`` computes without caching.
+        batch_size: images per forward pass.
+        progress: ``True`` for a tqdm bar, or a callback ``(done, total)``.
+    Returns:
+        an EmbeddingSet with ``from_cache`` telling whether the cache was used.
+    """
+    records = [_item_record(it) for it in items]
+    manifest = {"format": FORMAT, **model_manifest(model), "count": len(records), "items": records}
+    callback = _tqdm_progress(len(items), "embedding") if progress is True else (progress or None)
+    if cache_dir is None:
+        emb = compute_embeddings(model, items, batch_size=batch_size, progress=callback)
+        return _from_records(emb, records, manifest, from_cache=False)
+    model_key = _sha({k: manifest[k] for k in ("model_config", "pretrained", "backbone_sha256", "preprocess")})
+    set_key = _sha([(r["path"], r["row"], r["modality"], r["label"]) for r in records])
+    entry = Path(cache_dir) / model_key / set_key
+    cached = _read_entry(entry)
+    if cached is not None and cached[1] == manifest:
+        return _from_records(cached[0], records, manifest, from_cache=True)
+    emb = compute_embeddings(model, items, batch_size=batch_size, progress=callback)
+    save_embedding_set(_from_records(emb, records, manifest, from_cache=False), entry)
+    return _from_records(emb, records, manifest, from_cache=False)
+
+
+def _from_records(emb, records, manifest, from_cache) -> EmbeddingSet:
+    return EmbeddingSet(emb, [r["path"] for r in records], [r["label"] for r in records],
+                        [r["modality"] for r in records], manifest, from_cache)
+
+
+def _read_entry(entry: Path):
+    """(embeddings, manifest) of a cache entry, or None when absent or unreadable."""
+    if not (entry / "manifest.json").is_file() or not (entry / "embeddings.safetensors").is_file():
+        return None
+    try:
+        manifest = json.loads((entry / "manifest.json").read_text())
+        emb = load_file(str(entry / "embeddings.safetensors"))["embeddings"]
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged entry is recomputed and overwritten
+    return emb, manifest
+
+
+def save_embedding_set(es: EmbeddingSet, folder: str | Path) -> Path:
+    """Write ``embeddings.safetensors`` then ``manifest.json`` (each atomically) into ``folder``.
+
+    The manifest goes last, so a crash in between leaves an entry that does not match and is
+    recomputed rather than one that is wrongly trusted.
+    """
+    folder = Path(folder)
+    manifest = dict(es.manifest)
+    manifest.setdefault("items", [{"path": p, "modality": m, "label": y, "row": None}
+                                  for p, m, y in zip(es.paths, es.modalities, es.labels)])
+    atomic_write(folder / "embeddings.safetensors",
+                 lambda tmp: save_file({"embeddings": es.embeddings.contiguous().float()}, tmp))
+    atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest)))
+    return folder
+
+
+def load_embedding_set(folder: str | Path) -> EmbeddingSet:
+    """Read an entry written by :func:`save_embedding_set` (no staleness check: see embed_items)."""
+    folder = Path(folder)
+    cached = _read_entry(folder)
+    if cached is None:
+        raise FileNotFoundError(f"{folder} holds no readable embedding cache (embeddings.safetensors + "
+                                "manifest.json); create one with 'mars-lite embed'")
+    emb, manifest = cached
+    if manifest.get("format") != FORMAT or len(manifest.get("items", [])) != len(emb):
+        raise ValueError(f"{folder}: manifest does not describe the stored embeddings; re-run 'mars-lite embed'")
+    return _from_records(emb, manifest["items"], manifest, from_cache=True)
+
+
+@torch.inference_mode()
+def embed_texts(model, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """(T, D) float32 normalised caption embeddings (captions are few: no cache)."""
+    out = [model.encode_text(list(texts[i:i + batch_size])).float().cpu()
+           for i in range(0, len(texts), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, model.embed_dim)
