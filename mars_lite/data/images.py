@@ -56,7 +56,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     elif image.mode == "F" and array.size and float(np.nanmax(array)) <= 1.0:
         array = np.nan_to_num(array) * 255.0  # float images stored as 0..1
     array = np.clip(np.nan_to_num(array), 0, 255).round().astype(np.uint8)
-    return Image.fromarray(array, mode="L")
+    return Image.fromarray(array)  # 2-D uint8 -> mode L
 
 
 def _on_white(image: Image.Image) -> Image.Image:

@@ -41,7 +41,7 @@ def render_bitmap(row: np.ndarray, size: int = RENDER_SIZE, margin: float = MARG
         array = 255 - array
     pad = int(round(BITMAP_SIDE * margin))
     array = np.pad(array, pad, mode="constant", constant_values=255)
-    image = Image.fromarray(array, mode="L").resize((size, size), Image.Resampling.BICUBIC)
+    image = Image.fromarray(array).resize((size, size), Image.Resampling.BICUBIC)
     scale = 255.0 / (_LEVELS_HIGH - _LEVELS_LOW)
     image = image.point(lambda v: int(min(255, max(0, (v - _LEVELS_LOW) * scale))))
     return image.convert("RGB")
