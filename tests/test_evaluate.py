@@ -1,0 +1,210 @@
+"""Evaluation workflow on real mini_sbir images with a tiny model: tables, files, properties, bookkeeping."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mars_lite import cli, create_model
+from mars_lite.checkpoint import load_checkpoint, save_checkpoint
+from mars_lite.data.splits import load_split
+from mars_lite.embed_cache import embed_items
+from mars_lite.eval_report import FAST_MODE_NOTE, METRIC_KEYS, SEEN_CLASS_NOTE, load_report
+from mars_lite.evaluate import SeenClassError, evaluate, load_eval_data
+from mars_lite.finegrained import pair_sketches_to_photos, sketch_photo_id
+from mars_lite.metrics import retrieval_metrics
+from mars_lite.model import RETRIEVAL_KINDS
+from mars_lite.published import TUBERLIN_CAVEAT, comparison_markdown, published_results
+
+
+@pytest.fixture(scope="module")
+def split(mini_sbir):
+    return load_split("mini_sbir", mini_sbir)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, split):
+    """A tiny checkpoint trained (nominally) on the seen classes; full backbone so it reloads exactly."""
+    torch.manual_seed(0)
+    model, _ = create_model("tiny")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    return save_checkpoint(model, path, classes_seen=list(split.seen), backbone="full")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One cache for the module: every evaluation of the same backbone reuses the embeddings."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def report(checkpoint, mini_sbir, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return evaluate(checkpoint, mini_sbir, cache_dir=cache, out_dir=out, fast_mode=True)
+
+
+def test_table_shape_and_files(report, split):
+    assert list(report.metrics) == list(RETRIEVAL_KINDS)
+    for kind, values in report.metrics.items():
+        assert list(values) == list(METRIC_KEYS)
+        assert all(0.0 <= v <= 1.0 for v in values.values()), (kind, values)
+    assert report.query["count"] == 60 * len(split.unseen) and report.gallery["count"] == 60 * len(split.unseen)
+    assert report.query["classes"] == sorted(split.unseen) == report.gallery["classes"]
+    assert report.convention == "reference" and report.setting == "zero_shot"
+
+    saved = load_report(report.files["json"])
+    assert saved["metrics"] == report.metrics
+    assert saved["convention"] == "reference" and saved["fast_mode"] is True
+    assert saved["model"]["classes_seen"] == list(split.seen)
+    markdown = open(report.files["markdown"], encoding="utf-8").read()
+    assert FAST_MODE_NOTE in markdown and "metric convention: **reference**" in markdown
+    for kind in RETRIEVAL_KINDS:
+        row = f"| {kind} | " + " | ".join(f"{report.metrics[kind][k]:.4f}" for k in METRIC_KEYS) + " |"
+        assert row in markdown
+
+
+def test_metrics_match_metrics_module(report, checkpoint, mini_sbir, cache):
+    """Recompute 'converted' from the cached z_v with the formula of method.md and the full-matrix metrics."""
+    model, _ = load_checkpoint(checkpoint)
+    data = load_eval_data(mini_sbir)
+    query = embed_items(model, data.query, cache)
+    gallery = embed_items(model, data.gallery, cache)
+    assert query.from_cache and gallery.from_cache  # the report's evaluation filled the cache
+    m = model.modality_embeddings.weight.detach()
+    q = F.normalize(query.embeddings - m[1] + m[0], dim=-1)  # sketch moved into the photo modality
+    expected = retrieval_metrics(q @ gallery.embeddings.T, query.labels, gallery.labels)
+    for key in METRIC_KEYS:
+        assert report.metrics["converted"][key] == pytest.approx(expected[key], abs=1e-6)
+    plain = retrieval_metrics(query.embeddings @ gallery.embeddings.T, query.labels, gallery.labels)
+    assert report.metrics["original"] == pytest.approx(plain, abs=1e-6)
+
+
+def test_converted_equals_original_when_modality_vectors_match(checkpoint, mini_sbir, cache, report):
+    model, _ = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        model.modality_embeddings.weight[1] = model.modality_embeddings.weight[0]  # M[1] == M[0]
+    same = evaluate(model, mini_sbir, cache_dir=cache, classes_seen=load_split("mini_sbir", mini_sbir).seen)
+    for key in METRIC_KEYS:
+        assert same.metrics["converted"][key] == pytest.approx(same.metrics["original"][key], abs=1e-6)
+    # the property is not vacuous: with the checkpoint's own (different) M[0], M[1] they differ
+    assert any(report.metrics["converted"][k] != report.metrics["original"][k] for k in METRIC_KEYS)
+
+
+def test_generalized_gallery_holds_seen_photos(checkpoint, mini_sbir, cache, report, split):
+    gen = evaluate(checkpoint, mini_sbir, generalized=True, cache_dir=cache)
+    assert gen.setting == "generalized"
+    assert gen.query == report.query
+    assert gen.gallery["count"] > report.gallery["count"]
+    assert gen.gallery["seen_photos"] == gen.gallery["count"] - report.gallery["count"] > 0
+    assert set(gen.gallery["classes"]) & set(split.seen)
+    assert gen.cache["query"] and gen.cache["gallery"]  # reused from the first evaluation
+    assert all(0.0 <= v <= 1.0 for values in gen.metrics.values() for v in values.values())
+
+
+def test_seen_class_refusal(checkpoint, mini_sbir, cache, split):
+    with pytest.raises(SeenClassError, match="camel"):
+        evaluate(checkpoint, mini_sbir, classes=["camel", "snake"], cache_dir=cache)
+    with pytest.raises(SeenClassError, match="cat"):  # a bare model's classes add to the checkpoint's
+        evaluate(load_checkpoint(checkpoint)[0], mini_sbir, classes=["cat"], classes_seen=["cat"], cache_dir=cache)
+    knowingly = evaluate(checkpoint, mini_sbir, classes=["camel"], seen_class_evaluation=True,
+                         cache_dir=cache)
+    assert knowingly.seen_class_evaluation and knowingly.query["classes"] == ["camel"]
+    assert SEEN_CLASS_NOTE in knowingly.to_markdown()
+
+
+# ------------------------------------------------------------------------------- fine-grained
+def _sketchy_tree(root, mini_sbir, duplicate: bool):
+    """Real mini_sbir images renamed into Sketchy's convention: photo <id>.png, sketch <id>-<n>.png.
+
+    duplicate=False pairs real sketches with real photos (plus one unpaired sketch per class);
+    duplicate=True makes each sketch an exact copy of its paired photo.
+    """
+    classes = {"seen": ["camel"], "unseen": ["cat", "snake"]}
+    for label in classes["seen"] + classes["unseen"]:
+        photos = sorted((mini_sbir / "photo" / label).iterdir())[:6]
+        sketches = sorted((mini_sbir / "sketch" / label).iterdir())[:7]
+        (root / "photo" / label).mkdir(parents=True)
+        (root / "sketch" / label).mkdir(parents=True)
+        for i, photo in enumerate(photos):
+            photo_id = photo.stem
+            Image.open(photo).convert("RGB").save(root / "photo" / label / f"{photo_id}.png")
+            if duplicate:
+                shutil.copyfile(root / "photo" / label / f"{photo_id}.png", root / "sketch" / label / f"{photo_id}-1.png")
+            else:
+                shutil.copyfile(sketches[i], root / "sketch" / label / f"{photo_id}-{1 + i % 2}.png")
+        if not duplicate:
+            shutil.copyfile(sketches[6], root / "sketch" / label / "unpaired.png")
+    (root / "split_zs.json").write_text(json.dumps(classes))
+    return root
+
+
+def test_sketch_photo_pairing_from_names(tmp_path, mini_sbir):
+    tree = _sketchy_tree(tmp_path / "sk", mini_sbir, duplicate=False)
+    assert sketch_photo_id("x/n02123045_12-3.png") == "n02123045_12" and sketch_photo_id("unpaired.png") is None
+    data = load_eval_data(tree)
+    sketch_paths = [it.path for it in data.query]
+    pairs = pair_sketches_to_photos(sketch_paths, [it.label for it in data.query],
+                                    [it.path for it in data.gallery], [it.label for it in data.gallery])
+    assert sum(p is None for p in pairs) == 2  # one 'unpaired.png' per unseen class
+    for sketch, pair in zip(sketch_paths, pairs):
+        if pair is not None:
+            photo = data.gallery[pair].path
+            assert sketch.stem.rsplit("-", 1)[0] == photo.stem and sketch.parent.name == photo.parent.name
+
+
+def test_finegrained_accuracy(tmp_path, mini_sbir, checkpoint):
+    model, _ = load_checkpoint(checkpoint)  # the tree has its own split: camel seen, cat and snake unseen
+    tree = _sketchy_tree(tmp_path / "real", mini_sbir, duplicate=False)
+    rep = evaluate(model, tree, finegrained=True, classes_seen=["camel"])
+    for kind, values in rep.finegrained.items():
+        assert 0.0 <= values["acc@1"] <= values["acc@5"] <= 1.0, kind
+        assert values["n_sketches"] == 12 and values["n_unpaired"] == 2
+    assert "Fine-grained" in rep.to_markdown()
+
+    dup = _sketchy_tree(tmp_path / "dup", mini_sbir, duplicate=True)
+    exact = evaluate(model, dup, finegrained=True, classes_seen=["camel"])
+    assert exact.finegrained["original"]["acc@1"] == 1.0 and exact.finegrained["original"]["n_sketches"] == 12
+
+
+def test_finegrained_needs_sketchy_names(checkpoint, mini_sbir, cache):
+    with pytest.raises(ValueError, match="<photo_id>-<n>"):
+        evaluate(checkpoint, mini_sbir, finegrained=True, cache_dir=cache)
+
+
+# ------------------------------------------------------------------------------- published
+def test_published_numbers_and_caveat():
+    tu = published_results("tuberlin")
+    ours = [r for r in tu if r.is_this_method]
+    assert len(ours) == 1 and ours[0].metrics == {"map_all": 70.5, "p_100": 77.7}
+    assert {r.setting for r in published_results(None, None)} == {"zero_shot", "generalized", "finegrained"}
+    table = comparison_markdown("tuberlin", {"converted": {"map_all": 0.5, "p_100": 0.25}})
+    assert TUBERLIN_CAVEAT in table and "| 50.0 | 25.0 |" in table and "SpLIP" in table
+    with pytest.raises(KeyError):
+        published_results("imagenet")
+
+
+# ------------------------------------------------------------------------------------ CLI
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--checkpoint" in text and "--generalized" in text and "--convention" in text
+
+
+def test_cli_end_to_end(checkpoint, mini_sbir, cache, tmp_path, capsys, report):
+    out = tmp_path / "out"
+    status = cli.main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(mini_sbir), "--out", str(out),
+                       "--cache-dir", str(cache), "--fast-mode"])
+    assert status == 0
+    saved = load_report(out / "eval_mini_sbir.json")
+    assert saved["model"]["checkpoint"] == str(checkpoint) and saved["fast_mode"]
+    assert saved["metrics"] == report.metrics  # same checkpoint, same data -> same numbers
+    assert (out / "eval_mini_sbir.md").is_file()
+    assert "wrote" in capsys.readouterr().out
+    assert not math.isnan(saved["metrics"]["semantic"]["map_all"])
