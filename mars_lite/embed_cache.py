@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import atomic_write
@@ -172,7 +173,7 @@ def _read_entry(entry: Path):
     try:
         manifest = json.loads((entry / "manifest.json").read_text())
         emb = load_file(str(entry / "embeddings.safetensors"))["embeddings"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, SafetensorError):
         return None  # a damaged entry is recomputed and overwritten
     return emb, manifest
 
