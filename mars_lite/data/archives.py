@@ -46,7 +46,9 @@ def _check_link(member: str, link: str, hard: bool, target: Path, archive: Path)
     base = "" if hard else posixpath.dirname(member)
     joined = posixpath.normpath(posixpath.join(base, link))
     if joined == ".." or joined.startswith("../") or not (target / joined).resolve().is_relative_to(target):
-        raise UnsafeArchiveError(f"{archive}: link {member!r} -> {link!r} points outside {target}; refusing to extract")
+        raise UnsafeArchiveError(
+            f"{archive}: link {member!r} -> {link!r} points outside {target}; refusing to extract"
+        )
 
 
 def _zip_members(handle: zipfile.ZipFile, target: Path, archive: Path) -> None:
@@ -62,7 +64,9 @@ def _tar_members(handle: tarfile.TarFile, target: Path, archive: Path) -> None:
         if member.issym() or member.islnk():
             _check_link(member.name, member.linkname, member.islnk(), target, archive)
         elif member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-            raise UnsafeArchiveError(f"{archive}: member {member.name!r} is a device or FIFO; refusing to extract")
+            raise UnsafeArchiveError(
+                f"{archive}: member {member.name!r} is a device or FIFO; refusing to extract"
+            )
 
 
 def archive_kind(path: Path) -> str:

@@ -154,7 +154,9 @@ def resolve_layout(name: str, root: str | os.PathLike, photos: str = "all") -> R
             else:
                 photo_dirs[group] = found
         if missing:
-            raise LayoutError(f"{layout.title} at {base}: sketches found in {sketch}, but no " + "; ".join(missing))
+            raise LayoutError(
+                f"{layout.title} at {base}: sketches found in {sketch}, but no " + "; ".join(missing)
+            )
         return ResolvedLayout(layout, base, sketch, photo_dirs)
     looked = [f"{w or '.'}/{c}" for w in layout.wrappers for c in layout.sketch_dirs]
     raise LayoutError(

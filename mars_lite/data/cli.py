@@ -47,7 +47,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         else:
             status = "ready" if read_ready(source, root) else "not ready"
         how = "manual steps" if source.manual or any(f.url is None for f in source.files) else "automatic"
-        sha = "sha256 known" if source.files and all(f.sha256 for f in source.files) else "no published sha256"
+        known = source.files and all(f.sha256 for f in source.files)
+        sha = "sha256 known" if known else "no published sha256"
         print(f"{name:18s} {status:10s} {source.title}  [{how}; {sha}]")
     if root is None:
         print("(pass --root DIR to see which datasets are ready there)")
@@ -60,7 +61,8 @@ def _cmd_splits(args: argparse.Namespace) -> int:
     for name in list_splits():
         try:
             split = load_split(name)
-            print(f"{name:18s} {split.benchmark:10s} seen {len(split.seen):3d}  unseen {len(split.unseen):3d}")
+            counts = f"seen {len(split.seen):3d}  unseen {len(split.unseen):3d}"
+            print(f"{name:18s} {split.benchmark:10s} {counts}")
         except (OSError, ValueError) as err:  # mini_sbir needs the data folder
             print(f"{name:18s} (unavailable: {err})")
     return 0

@@ -120,18 +120,22 @@ def fetch(
                 f"(connect timeout {timeout:g} s); a mirror can be set with MARS_LITE_DATA_MIRROR."
             ) from err
         with response:
-            if offset and response.status != 206:  # server ignored Range: start again
-                offset = 0
+            resumed_at = response.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
+            if offset and (response.status != 206 or resumed_at != str(offset)):
+                offset = 0  # the server ignored (or misread) the Range: start again
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else None
             try:
-                with open(part, "ab" if offset else "wb") as out, _progress(total, offset, dest.name, progress) as bar:
+                bar = _progress(total, offset, dest.name, progress)
+                with open(part, "ab" if offset else "wb") as out, bar:
                     while chunk := response.read(CHUNK):
                         out.write(chunk)
                         bar.update(len(chunk))
             except (OSError, http.client.HTTPException) as err:  # cut or stalled mid-body
                 if attempt == retries:
-                    raise DownloadError(f"download of {url} interrupted ({err}); run again to resume") from err
+                    raise DownloadError(
+                        f"download of {url} interrupted ({err}); run again to resume"
+                    ) from err
                 time.sleep(min(2.0, 0.5 * (attempt + 1)))
                 continue
         size = part.stat().st_size
@@ -277,7 +281,7 @@ def download(
             "printed and pinned, and checked by every later verify)."
         )
     shas: dict[str, str | None] = {}
-    manual_steps = [source.manual.format(dir=directory, root=root)] if source.manual else []
+    manual_steps: list[str] = []
     for file in source.files:
         path = file_path(root, source, file)
         if not path.is_file():
@@ -296,6 +300,12 @@ def download(
     try:
         summary = run_layout_check(source, directory)
     except (OSError, ValueError) as err:
+        if source.manual:  # nothing to fetch: the user places the data, then we check it
+            raise ManualStepRequired(
+                f"{source.name} is installed by hand ({err}):\n"
+                + source.manual.format(dir=directory, root=root)
+                + f"\nThen run: mars-lite data verify {source.name} --root {root}"
+            ) from err
         raise DownloadError(f"{source.name}: files fetched, but the layout check failed: {err}") from err
     _mark_ready(source, root, shas, summary)
     log(f"{source.name}: ready in {directory}")
@@ -315,6 +325,14 @@ def verify(
     """
     root, given = Path(root), dict(sha256 or {})
     source = get_source(source, mirror="")
+    try:
+        return _verify(source, root, given, log)
+    except (OSError, ValueError, DownloadError):
+        ready_marker(source, root).unlink(missing_ok=True)  # whatever failed, it is not ready
+        raise
+
+
+def _verify(source: Source, root: Path, given: dict[str, str], log: Callable) -> dict:
     directory = root / source.directory
     shas: dict[str, str | None] = {}
     for file in source.files:
@@ -331,7 +349,6 @@ def verify(
     try:
         summary = run_layout_check(source, directory)
     except (OSError, ValueError) as err:
-        ready_marker(source, root).unlink(missing_ok=True)
         raise DownloadError(f"{source.name}: layout check failed in {directory}: {err}") from err
     record = _mark_ready(source, root, shas, summary)
     log(f"{source.name}: verified, ready in {directory}")

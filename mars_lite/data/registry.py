@@ -116,8 +116,7 @@ SOURCES: dict[str, Source] = {
                 "2. Download the extended photos zip (Google Drive file id "
                 "0B2U-hnwRkpRrdGZKTzkwbkEwVkk, as listed in the Doodle2Search and SEM-PCYC "
                 "download scripts: https://drive.google.com/uc?id=0B2U-hnwRkpRrdGZKTzkwbkEwVkk) and "
-                "unzip it so that {dir}/EXTEND_image_sketchy/<class>/ exists.\n"
-                "3. Run: mars-lite data verify sketchy-official --root {root}"
+                "unzip it so that {dir}/EXTEND_image_sketchy/<class>/ exists."
             ),
         ),
         Source(
