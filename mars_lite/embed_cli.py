@@ -6,9 +6,10 @@ manifest does not match the files on disk or the model is recomputed, never reus
 
 Parts (``--parts``, comma-separated): ``query`` (sketches of the unseen classes), ``gallery``
 (their photos), ``seen_photos`` (seen-class validation photos, the generalized gallery's extra),
-``finegrained_photos`` (the photos fine-grained retrieval ranks), ``train`` and ``val`` (seen
-classes, split by the split's validation rule), ``all`` (every image in one entry). Without a
-split (no ``--split`` and no ``<data>/split_zs.json``) the only part is ``all``.
+``finegrained_photos`` (Sketchy's original photos, which fine-grained retrieval ranks; for other
+datasets that is the gallery itself), ``train`` and ``val`` (seen classes, split by the split's
+validation rule), ``all`` (every image in one entry). Without a split (no ``--split`` and no
+``<data>/split_zs.json``) the only part is ``all``.
 """
 from __future__ import annotations
 

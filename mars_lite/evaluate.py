@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 
 from .data.benchmarks import benchmark_dataset
-from .data.folder import folder_dataset
+from .data.folder import class_key, folder_dataset
 from .data.items import PHOTO, SKETCH, ImageDataset
 from .data.splits import MINI_SBIR, Split, folder_split, list_splits, load_split
 from .embed_cache import EmbeddingSet, embed_items
@@ -49,7 +49,7 @@ class EvalData:
 
     ``query``: sketches of the evaluated classes; ``gallery``: their photos; ``seen_photos``:
     seen-class validation photos (generalized setting, else empty); ``finegrained_photos``: the
-    photos the fine-grained ranking uses (Sketchy's original photos; else the gallery) or None.
+    photos the fine-grained ranking uses (Sketchy's original photos; else the gallery itself) or None.
     """
 
     split: Split
@@ -62,7 +62,8 @@ class EvalData:
 
     def parts(self) -> dict[str, ImageDataset]:
         """Non-empty image sets by name: query, gallery, seen_photos, finegrained_photos."""
-        named = dict(zip(EVAL_PARTS, (self.query, self.gallery, self.seen_photos, self.finegrained_photos)))
+        fg = None if self.finegrained_photos is self.gallery else self.finegrained_photos  # embed once
+        named = dict(zip(EVAL_PARTS, (self.query, self.gallery, self.seen_photos, fg)))
         return {name: ds for name, ds in named.items() if ds is not None and len(ds)}
 
 
@@ -157,7 +158,8 @@ def check_zero_shot(classes: Sequence[str], classes_seen: Sequence[str] | None, 
     """Raise ``SeenClassError`` when evaluated classes were seen in training (unless explicitly allowed)."""
     if classes_seen is None or seen_class_evaluation:
         return
-    overlap = sorted(set(classes) & set(classes_seen))
+    seen_keys = {class_key(name) for name in classes_seen}  # "door handle" == "door_handle"
+    overlap = sorted(name for name in classes if class_key(name) in seen_keys)
     if overlap:
         raise SeenClassError(
             f"{what} was trained on {len(overlap)} of the classes to evaluate as unseen: {overlap}. Zero-shot "
@@ -187,14 +189,20 @@ def retrieval_scores(model: MarsModel, query: EmbeddingSet, gallery: EmbeddingSe
     return out
 
 
-@torch.no_grad()
-def finegrained_scores(model: MarsModel, sketches: EmbeddingSet, photos: EmbeddingSet, *,
-                       kinds: Sequence[str] = RETRIEVAL_KINDS) -> dict[str, dict]:
-    """Instance-level Acc@1/Acc@5 per kind (Sketchy pairing ``<photo_id>-<n>``); error when nothing pairs."""
-    pairs = pair_sketches_to_photos(sketches.paths, sketches.labels, photos.paths, photos.labels)
+def sketch_photo_pairs(sketches: ImageDataset, photos: ImageDataset) -> list[int | None]:
+    """Each sketch's paired photo index (Sketchy names ``<photo_id>-<n>``); error when nothing pairs."""
+    pairs = pair_sketches_to_photos([it.path for it in sketches], [it.label for it in sketches],
+                                    [it.path for it in photos], [it.label for it in photos])
     if all(p is None for p in pairs):
         raise ValueError("fine-grained evaluation: no sketch file is named '<photo_id>-<n>' after a photo of its "
                          "class (Sketchy's convention), so no sketch has a paired photo")
+    return pairs
+
+
+@torch.no_grad()
+def finegrained_scores(model: MarsModel, sketches: EmbeddingSet, photos: EmbeddingSet, pairs: list[int | None], *,
+                       kinds: Sequence[str] = RETRIEVAL_KINDS) -> dict[str, dict]:
+    """Instance-level Acc@1/Acc@5 per kind; ``pairs`` from :func:`sketch_photo_pairs` (same item order)."""
     out = {}
     for kind in kinds:
         q = model.retrieval_embedding(sketches.embeddings.to(model.device), SKETCH, kind).float().cpu()
@@ -247,6 +255,7 @@ def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | 
     check_zero_shot(classes, info["classes_seen"], seen_class_evaluation=seen_class_evaluation,
                     what=info["checkpoint"] or f"model {info['name']}")  # before any image is read
     eval_data = load_eval_data(data, split, classes=classes, generalized=generalized, finegrained=finegrained)
+    pairs = sketch_photo_pairs(eval_data.query, eval_data.finegrained_photos) if finegrained else None
 
     embedded = {name: embed_items(model, ds, cache_dir, batch_size=batch_size, progress=progress or None)
                 for name, ds in eval_data.parts().items()}
@@ -255,7 +264,8 @@ def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | 
     metrics = retrieval_scores(model, embedded["query"], gallery, convention=convention, kinds=kinds)
     fg = None
     if finegrained:
-        fg = finegrained_scores(model, embedded["query"], embedded["finegrained_photos"], kinds=kinds)
+        photos = embedded.get("finegrained_photos", embedded["gallery"])
+        fg = finegrained_scores(model, embedded["query"], photos, pairs, kinds=kinds)
 
     report = EvalReport(
         metrics=metrics, convention=convention, setting="generalized" if generalized else "zero_shot",

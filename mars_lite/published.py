@@ -109,8 +109,8 @@ def caveats(benchmark: str | None = None) -> list[str]:
     return notes
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def comparison_markdown(benchmark: str, ours: dict[str, dict[str, float]], setting: str = "zero_shot",
@@ -124,13 +124,14 @@ def comparison_markdown(benchmark: str, ours: dict[str, dict[str, float]], setti
         ours_note: appended to our row names (e.g. "fast mode, mini_sbir").
     """
     keys, names = FINEGRAINED_METRICS if setting == "finegrained" else BENCHMARK_METRICS[benchmark]
+    digits = 2 if setting == "finegrained" else 1  # as printed: 29.96 / 58.53 vs 69.1 / 75.5
     lines = [f"| method | {' | '.join(names)} |", "|---" * (len(keys) + 1) + "|"]
     for row in published_results(benchmark, setting):
         label = f"{row.method} ({row.venue})" + (f" — {row.note}" if row.note else "")
-        lines.append(f"| {label} | " + " | ".join(_fmt(row.metrics.get(k)) for k in keys) + " |")
+        lines.append(f"| {label} | " + " | ".join(_fmt(row.metrics.get(k), digits) for k in keys) + " |")
     for name, values in ours.items():
         label = f"ours: {name}" + (f" — {ours_note}" if ours_note else "")
         lines.append(f"| {label} | " + " | ".join(
-            _fmt(None if values.get(k) is None else 100.0 * values[k]) for k in keys) + " |")
+            _fmt(None if values.get(k) is None else 100.0 * values[k], digits) for k in keys) + " |")
     notes = [CITATION] + caveats(benchmark)
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"

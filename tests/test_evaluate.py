@@ -110,7 +110,7 @@ def test_seen_class_refusal(checkpoint, mini_sbir, cache, split):
     with pytest.raises(SeenClassError, match="camel"):
         evaluate(checkpoint, mini_sbir, classes=["camel", "snake"], cache_dir=cache)
     with pytest.raises(SeenClassError, match="cat"):  # a bare model's classes add to the checkpoint's
-        evaluate(load_checkpoint(checkpoint)[0], mini_sbir, classes=["cat"], classes_seen=["cat"], cache_dir=cache)
+        evaluate(load_checkpoint(checkpoint)[0], mini_sbir, classes=["cat"], classes_seen=["Cat"], cache_dir=cache)
     knowingly = evaluate(checkpoint, mini_sbir, classes=["camel"], seen_class_evaluation=True,
                          cache_dir=cache)
     assert knowingly.seen_class_evaluation and knowingly.query["classes"] == ["camel"]
@@ -208,3 +208,26 @@ def test_cli_end_to_end(checkpoint, mini_sbir, cache, tmp_path, capsys, report):
     assert (out / "eval_mini_sbir.md").is_file()
     assert "wrote" in capsys.readouterr().out
     assert not math.isnan(saved["metrics"]["semantic"]["map_all"])
+
+
+def test_sketchy_layout_finegrained_uses_original_photos(tmp_path, mini_sbir, checkpoint):
+    """Sketchy's own layout (rendered 256x256 + EXTEND_image_sketchy), filled with real mini_sbir images
+    placed under the 21 split-2 unseen class names: the category gallery holds original + extended photos,
+    the fine-grained ranking only the original ones (the ones the sketches were drawn from)."""
+    split = load_split("sketchy_split2")
+    sketches = sorted((mini_sbir / "sketch" / "snake").iterdir())
+    photos = sorted((mini_sbir / "photo" / "snake").iterdir())
+    base = tmp_path / "Sketchy"
+    for i, label in enumerate(split.unseen):
+        for sub in ("256x256/sketch/tx_000000000000", "256x256/photo/tx_000000000000", "EXTEND_image_sketchy"):
+            (base / sub / label).mkdir(parents=True)
+        photo_id = f"n{i:08d}_1"
+        shutil.copyfile(photos[2 * i], base / "256x256/photo/tx_000000000000" / label / f"{photo_id}.jpg")
+        shutil.copyfile(photos[2 * i + 1], base / "EXTEND_image_sketchy" / label / f"ext_{i}.jpg")
+        shutil.copyfile(sketches[i], base / "256x256/sketch/tx_000000000000" / label / f"{photo_id}-1.png")
+    rep = evaluate(checkpoint, tmp_path, "sketchy_split2", finegrained=True)
+    assert rep.benchmark == "sketchy" and rep.query["count"] == 21 and rep.gallery["count"] == 42
+    for values in rep.finegrained.values():  # one original photo per class: every paired photo ranks first
+        assert values["n_sketches"] == 21 and values["acc@1"] == values["acc@5"] == 1.0
+    markdown = rep.to_markdown()
+    assert "69.1" in markdown and "29.96" in markdown  # published side-by-side tables for this split
