@@ -74,7 +74,7 @@ def retrieval_metrics(similarity, query_labels, gallery_labels, convention: str 
                 raise ValueError(f"similarity has NaN in rows {idx[:5].tolist()}...; fix the scores")
             yield idx, block
 
-    return _evaluate(chunks, q_lab, g_lab, convention, per_class, chunk_size, num_threads, None)
+    return _evaluate(chunks, q_lab, g_lab, convention, per_class, num_threads, None)
 
 
 def evaluate_embeddings(query_emb, gallery_emb, query_labels, gallery_labels,
@@ -112,10 +112,10 @@ def evaluate_embeddings(query_emb, gallery_emb, query_labels, gallery_labels,
             np.matmul(_unit_rows(q[idx].astype(dtype, copy=False)), g_unit, out=block)
             yield idx, block
 
-    return _evaluate(chunks, q_lab, g_lab, convention, per_class, chunk_size, num_threads, progress)
+    return _evaluate(chunks, q_lab, g_lab, convention, per_class, num_threads, progress)
 
 
-def _evaluate(chunks, q_lab, g_lab, convention, per_class, chunk_size, num_threads, progress):
+def _evaluate(chunks, q_lab, g_lab, convention, per_class, num_threads, progress):
     """Shared driver: per-query metrics for every class group, then the (per-class) means."""
     threads = num_threads or _usable_cpus()
     per_query = np.full((len(q_lab), len(METRIC_KEYS)), np.nan)  # stays NaN where R = 0
