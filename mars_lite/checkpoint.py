@@ -70,9 +70,13 @@ def save_checkpoint(model: MarsModel, path: str | Path, *, classes_seen: list[st
         classes_seen: class names used in training (zero-shot bookkeeping: evaluation refuses
             to call these "unseen").
         metric_convention: ``reference`` or ``standard`` (see mars_lite.metrics).
-        backbone: which backbone parameters to store (see :func:`trainable_state`).
+        backbone: which backbone parameters to store (see :func:`trainable_state`). A backbone
+            that did not come from a weight source (random init) cannot be rebuilt on load, so it
+            is always stored in full.
         extra: JSON-serialisable training facts (epoch, step, losses ...).
     """
+    if model.pretrained is None:
+        backbone = "full"
     meta = {
         "format": FORMAT,
         "model_config": asdict(model.config),

@@ -39,6 +39,7 @@ class EmbeddingSet:
         paths, labels, modalities: N entries each (modality "sketch" or "photo").
         manifest: what produced them (see module docstring).
         from_cache: True when read from disk rather than computed by this call.
+        location: the cache entry folder, or None when not cached.
     """
 
     embeddings: torch.Tensor
@@ -47,6 +48,7 @@ class EmbeddingSet:
     modalities: list[str]
     manifest: dict = field(default_factory=dict)
     from_cache: bool = False
+    location: Path | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -59,7 +61,7 @@ class EmbeddingSet:
         index = torch.tensor(rows, dtype=torch.long)
         return EmbeddingSet(self.embeddings[index], [self.paths[i] for i in rows],
                             [self.labels[i] for i in rows], [self.modalities[i] for i in rows],
-                            self.manifest, self.from_cache)
+                            self.manifest, self.from_cache, self.location)
 
 
 def backbone_fingerprint(model) -> str:
@@ -73,7 +75,8 @@ def backbone_fingerprint(model) -> str:
 
 
 def _item_record(item) -> dict:
-    path = Path(item.path)
+    # Resolved, so that a relative and an absolute path to the same data share one entry.
+    path = Path(item.path).resolve()
     stat = path.stat()
     return {"path": str(path), "modality": item.modality, "label": item.label,
             "row": getattr(item, "index", None), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -155,15 +158,15 @@ def embed_items(model, items: Sequence, cache_dir: str | Path | None = None, *, 
     entry = Path(cache_dir) / model_key / set_key
     cached = _read_entry(entry)
     if cached is not None and cached[1] == manifest:
-        return _from_records(cached[0], records, manifest, from_cache=True)
+        return _from_records(cached[0], records, manifest, from_cache=True, location=entry)
     emb = compute_embeddings(model, items, batch_size=batch_size, progress=callback)
     save_embedding_set(_from_records(emb, records, manifest, from_cache=False), entry)
-    return _from_records(emb, records, manifest, from_cache=False)
+    return _from_records(emb, records, manifest, from_cache=False, location=entry)
 
 
-def _from_records(emb, records, manifest, from_cache) -> EmbeddingSet:
+def _from_records(emb, records, manifest, from_cache, location=None) -> EmbeddingSet:
     return EmbeddingSet(emb, [r["path"] for r in records], [r["label"] for r in records],
-                        [r["modality"] for r in records], manifest, from_cache)
+                        [r["modality"] for r in records], manifest, from_cache, location)
 
 
 def _read_entry(entry: Path):
@@ -204,7 +207,7 @@ def load_embedding_set(folder: str | Path) -> EmbeddingSet:
     emb, manifest = cached
     if manifest.get("format") != FORMAT or len(manifest.get("items", [])) != len(emb):
         raise ValueError(f"{folder}: manifest does not describe the stored embeddings; re-run 'mars-lite embed'")
-    return _from_records(emb, manifest["items"], manifest, from_cache=True)
+    return _from_records(emb, manifest["items"], manifest, from_cache=True, location=folder)
 
 
 @torch.inference_mode()

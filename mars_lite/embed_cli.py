@@ -69,14 +69,8 @@ def embed_dataset(model_or_checkpoint, data: str | os.PathLike, out: str | os.Pa
 
 
 def find_entry(cache_dir: str | os.PathLike, es: EmbeddingSet) -> Path | None:
-    """The cache folder holding ``es`` (its manifest equals the stored one), or None."""
-    for manifest_path in sorted(Path(cache_dir).glob("*/*/manifest.json")):
-        try:
-            if json.loads(manifest_path.read_text()) == es.manifest:
-                return manifest_path.parent
-        except (OSError, ValueError):
-            continue
-    return None
+    """The cache folder holding ``es`` (None when it was computed without a cache)."""
+    return es.location
 
 
 def configure_cli(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,8 @@ import os
 import pytest
 import torch
 
+from safetensors.torch import save_file
+
 from mars_lite import create_model
 from mars_lite.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, trainable_state
 from mars_lite.config import ConfigError
@@ -17,10 +19,18 @@ def _perturb(model):
         model.discriminator.bias.fill_(0.25)
 
 
+def _model_from_weight_file(tmp_path):
+    """A tiny model whose backbone came from a local weight file (so it can be rebuilt)."""
+    torch.manual_seed(0)
+    source, _ = create_model("tiny")
+    weights = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in source.clip.state_dict().items()}, str(weights))
+    return create_model("tiny", pretrained=str(weights))[0]
+
+
 @pytest.mark.parametrize("backbone", ["none", "layernorm", "full"])
 def test_round_trip_restores_trainable_state_and_metadata(tmp_path, backbone):
-    torch.manual_seed(0)
-    model, _ = create_model("tiny")
+    model = _model_from_weight_file(tmp_path)
     _perturb(model)
     if backbone != "none":
         with torch.no_grad():
@@ -42,6 +52,16 @@ def test_round_trip_restores_trainable_state_and_metadata(tmp_path, backbone):
         assert "clip.ln_final.weight" in saved and "clip.visual.conv1.weight" not in saved
     if backbone == "full":
         assert torch.equal(loaded.clip.visual.conv1.weight, model.clip.visual.conv1.weight)
+
+
+def test_random_backbone_is_always_saved_in_full(tmp_path):
+    torch.manual_seed(0)
+    model, _ = create_model("tiny")            # random init: no weight source to rebuild it from
+    path = save_checkpoint(model, tmp_path / "r.safetensors", classes_seen=["cat"], backbone="none")
+    torch.manual_seed(1)
+    loaded, meta = load_checkpoint(path)
+    assert meta["backbone_saved"] == "full"
+    assert torch.equal(loaded.clip.visual.conv1.weight, model.clip.visual.conv1.weight)
 
 
 def test_load_into_a_different_config_names_the_field(tmp_path):
