@@ -1,0 +1,127 @@
+"""study: the notebook-facing helpers, on the real mini_sbir data and the tiny model."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mars_lite import study
+
+
+@pytest.fixture()
+def fast_setup(monkeypatch, tmp_path, data_root):
+    monkeypatch.setenv("MARS_LITE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MARS_LITE_FAST", "1")
+    return study.load_study_setup(seed=3)
+
+
+def test_fast_setup_sizes_and_folders(fast_setup, tmp_path, mini_sbir):
+    s = fast_setup
+    assert (s.mode, s.model_name, s.pretrained, s.device, s.seed) == ("fast", "tiny", None, "cpu", 3)
+    assert s.data == mini_sbir and s.split.name == "mini_sbir"
+    assert s.artifacts == tmp_path / "home" / "study" / "fast" and s.artifacts.is_dir()
+    assert s.checkpoint_path.parent.parent == s.artifacts
+    assert "fast" in s.banner() and "not comparable" in s.banner()
+
+
+def test_full_setup_explains_a_missing_benchmark(monkeypatch, tmp_path):
+    monkeypatch.setenv("MARS_LITE_DATA", str(tmp_path))
+    monkeypatch.setenv("MARS_LITE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MARS_LITE_FAST", raising=False)
+    with pytest.raises(FileNotFoundError, match="mars-lite data download sketchy"):
+        study.load_study_setup()
+    s = study.load_study_setup(full_split="tuberlin_split_b", full_data=tmp_path)
+    assert (s.mode, s.model_name, s.pretrained) == ("full", "ViT-B-32", "openai")
+    assert s.split.name == "tuberlin_split_b" and s.artifacts.name == "full"
+
+
+def test_seed_everything_repeats_draws():
+    study.seed_everything(5)
+    a = (np.random.rand(), torch.rand(2))
+    study.seed_everything(5)
+    b = (np.random.rand(), torch.rand(2))
+    assert a[0] == b[0] and torch.equal(a[1], b[1])
+
+
+def test_parts_subsets_and_leak_report(fast_setup):
+    parts = study.study_parts(fast_setup)
+    assert set(parts.query.classes) == set(fast_setup.split.unseen)
+    assert study.leakage_report(fast_setup.split, parts) == {k: [] for k in
+                                                               ("train", "val", "query", "gallery", "checkpoint",
+                                                                "overlap")}
+    sub = study.per_class_subset(parts.gallery, 7, seed=1)
+    assert len(sub) == 7 * len(fast_setup.split.unseen)
+    assert [it.path for it in sub] == [it.path for it in study.per_class_subset(parts.gallery, 7, seed=1)]
+    assert [it.path for it in sub] != [it.path for it in study.per_class_subset(parts.gallery, 7, seed=2)]
+    leaked = parts.train.with_items(list(parts.train) + list(parts.query)[:1])
+    bad = study.leakage_report(fast_setup.split, dataclasses.replace(parts, train=leaked), classes_seen=["pizza"])
+    assert bad["train"] == [parts.query[0].label] and bad["checkpoint"] == ["pizza"]
+
+
+def test_class_rows_and_counts(fast_setup):
+    ds = study.study_dataset(fast_setup)
+    rows = study.class_rows(ds, ["cat", "pizza"], "photo", 4, seed=0)
+    assert list(rows) == ["cat", "pizza"] and all(len(v) == 4 for v in rows.values())
+    assert all("/photo/" in str(p) for v in rows.values() for p in v)
+    counts = {r["part"]: r for r in study.part_counts(study.study_parts(fast_setup))}
+    assert counts["query"]["photos"] == 0 and counts["query"]["sketches"] == 300
+
+
+def test_spaces_follow_the_retrieval_definitions(fast_setup):
+    model, _ = study.study_model(fast_setup)
+    parts = study.study_parts(fast_setup)
+    sk = study.embed(fast_setup, model, parts.query, per_class=4)
+    ph = study.embed(fast_setup, model, parts.gallery, per_class=4)
+    assert len(sk) == len(ph) == 20 and not sk.from_cache
+    assert study.embed(fast_setup, model, parts.query, per_class=4).from_cache   # same seed, same subset
+    caps = study.caption_set(model, fast_setup.split.unseen)
+    assert caps.texts[:2] == ["a sketch of a butterfly", "a photo of a butterfly"] and caps.ids[:2] == [2, 3]
+    spaces = study.embedding_spaces(model, sk, ph, caps)
+    m = model.modality_embeddings.weight.detach()
+    np.testing.assert_allclose(spaces["original"]["sketch"], sk.embeddings.numpy(), atol=1e-6)
+    conv = torch.nn.functional.normalize(sk.embeddings - m[1] + m[0], dim=-1).numpy()
+    np.testing.assert_allclose(spaces["converted"]["sketch"], conv, atol=1e-5)
+    text_sem = torch.nn.functional.normalize(caps.embeddings[1] - m[3], dim=-1).numpy()
+    np.testing.assert_allclose(spaces["semantic"]["text"][1], text_sem, atol=1e-5)
+    for groups in spaces.values():
+        for x in groups.values():
+            np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5)
+    reports = study.gap_reports(spaces, sk.labels, ph.labels)
+    assert set(reports["original"]["centroid"]) == {"sketch-photo", "sketch-text", "photo-text"}
+
+
+def test_top_photos_ranks_by_cosine(fast_setup):
+    model, _ = study.study_model(fast_setup)
+    parts = study.study_parts(fast_setup)
+    gallery = study.embed(fast_setup, model, parts.gallery, per_class=5)
+    hits = study.top_photos(model, parts.query[0].path, gallery, k=4, kind="original")
+    scores = [s for _, _, s in hits]
+    assert len(hits) == 4 and scores == sorted(scores, reverse=True)
+    with torch.no_grad():
+        q = model.encode_sketch([parts.query[0].path])
+    best = int((q @ gallery.embeddings.T).argmax())
+    assert hits[0][0] == gallery.paths[best]
+
+
+def test_chance_metrics_near_class_rate():
+    labels = [c for c in "abcde" for _ in range(40)]
+    chance = study.chance_metrics(labels, labels, seed=0)
+    assert chance["p_100"] == pytest.approx(0.2, abs=0.03)
+    assert 0.15 < chance["map_all"] < 0.35
+
+
+def test_markdown_table_and_export(fast_setup):
+    text = study.markdown_table([{"a": 1, "b": 0.12345}, {"a": 2, "b": 1.0}])
+    assert text.splitlines()[0] == "| a | b |" and "0.123" in text
+    from PIL import Image
+    img = Image.new("RGB", (20, 10), "white")
+    path = study.export_figure(img, "x.png", fast_setup)
+    assert path.parent == fast_setup.artifacts / "figures" and Image.open(path).size == (20, 10)
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="make the figure smaller"):
+        study.export_figure(noisy, "big.png", fast_setup, max_bytes=10_000)
+    assert not (fast_setup.artifacts / "figures" / "big.png").exists()
+    with pytest.raises(ValueError, match=".png"):
+        study.export_figure(img, "x.jpg", fast_setup)
