@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("mars_lite.launch", "open the study notebooks in JupyterLab (fast mode by default)"),
     "data": ("mars_lite.data.cli", "download, verify and list benchmark datasets"),
+    "train": ("mars_lite.training", "train on a split's seen classes (frozen, paper or layernorm backbone mode)"),
     "index": ("mars_lite.index", "build a gallery index (exact + faiss approximate) for sketch queries"),
     "embed": ("mars_lite.embed_cli", "compute (or reuse) cached image embeddings for a dataset or split"),
     "evaluate": ("mars_lite.evaluate", "ZS-SBIR metrics of a model/checkpoint on a split, as JSON + Markdown"),

@@ -1,0 +1,388 @@
+"""Train MARS: ``train(config, data_root, out_dir) -> TrainResult`` and ``mars-lite train``.
+
+Backbone modes (``TrainConfig.mode``, see method.md "Training"):
+
+``frozen``     CLIP fixed; image embeddings computed once and cached on disk (``embed_cache``),
+               only M and the classifier train, with the inner-product loss (CPU minutes).
+``paper``      every CLIP parameter trains at ``backbone_lr`` (5e-8 in the paper), M and the
+               classifier at ``lr`` (5e-3).
+``layernorm``  only CLIP's LayerNorm parameters train (at ``backbone_lr``).
+
+AdamW (weight decay 0.1 on every parameter), 5% linear warm-up then a constant rate, mixed
+precision on CUDA. Only seen classes are read; the best checkpoint is chosen on a held-out part
+of them. Files in ``out_dir``: ``last.safetensors`` and ``best.safetensors`` (load with
+``mars_lite.checkpoint.load_checkpoint``), ``history.json`` (loss curves) and ``last_state.pt``
+(what ``resume=True`` / ``--resume`` continues from). Several processes:
+``torchrun --nproc_per_node=N -m mars_lite.cli train ...`` (see :mod:`mars_lite.train_dist`).
+Modules: train_data (rows, split, samplers), frozen_loss / train_frozen, train_full,
+train_validation, train_loop (epochs, checkpoints), train_state (resume), train_dist.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError, load_config
+from .losses import PAPER_WEIGHTS, TERMS
+from .metrics import CONVENTIONS
+from .model import RETRIEVAL_KINDS, create_model
+from .train_data import build_rows, make_sampler, resolve_split, seen_split
+from .train_dist import barrier, init_distributed, process_device, shutdown
+from .train_loop import TrainingRun, progress_enabled
+from .train_state import BEST_CHECKPOINT, LAST_CHECKPOINT, load_state
+
+TRAIN_CONFIG_DIR = Path(__file__).resolve().parent / "train_configs"
+MODES = ("frozen", "paper", "layernorm")
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+SELECTION_METRICS = ("val_map", "val_total")
+# Fields that may change when a run is resumed (they do not change the result of a step).
+RESUMABLE_CHANGES = ("epochs", "max_steps", "num_workers", "preload_images", "embed_batch_size",
+                     "cache_dir", "frozen_threads")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (JSON files in ``mars_lite/train_configs``).
+
+    model / pretrained: ``create_model`` arguments (``pretrained`` None = random init).
+    mode: ``frozen`` | ``paper`` | ``layernorm`` (module docstring).
+    split: zero-shot split name (``mars_lite.data.list_splits()``) or JSON file with "seen"/"unseen"
+        lists (relative paths are looked up in the data folder); None = ``<data>/split_zs.json``.
+    epochs, batch_size (global, over all processes), lr (M and classifier), backbone_lr (CLIP),
+    weight_decay, warmup_fraction (of all steps, linear), loss_weights (all five terms).
+    seed: model init, epoch orders and validation batches.
+    val_fraction / val_seed: held-out part of the seen classes (data layer rule; None = the split's
+        own salt, which keeps these photos out of training for the generalized gallery too).
+    val_every: validate every k epochs (and after the last). selection_metric: ``val_map``
+        (mAP@all, higher is better) or ``val_total`` (lower is better) picks ``best``.
+    retrieval_kind / metric_convention: how validation retrieval is scored.
+    balanced_sampler: draw rows class-balanced (with replacement) instead of a shuffle;
+        shuffle: False keeps file order (the reference's loader does not shuffle).
+    amp: mixed precision on CUDA (``auto`` = bf16 when supported, else fp16).
+    num_workers / preload_images / embed_batch_size: image loading and embedding batches.
+    max_steps: stop after this many steps in total (resume later to continue).
+    max_images_per_class: keep at most this many training images per class and modality (the
+        first by file name); None keeps all. For quick runs.
+    cache_dir: embedding cache for frozen mode (None = ``<artifacts>/embeddings``).
+    frozen_threads: intra-op threads of the frozen-mode step loop (tiny tensors: 1 is fastest).
+    init_checkpoint: start from this mars_lite checkpoint (backbone, M and classifier) instead of
+        ``model``/``pretrained`` -- e.g. frozen-mode training on top of a paper-mode run. Its
+        training classes must not include an unseen class of the split.
+    """
+
+    model: str = "ViT-B-32"
+    pretrained: str | None = "openai"
+    mode: str = "paper"
+    split: str | None = None
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 5e-3
+    backbone_lr: float = 5e-8
+    weight_decay: float = 0.1
+    warmup_fraction: float = 0.05
+    loss_weights: dict = field(default_factory=lambda: dict(zip(TERMS, PAPER_WEIGHTS)))
+    seed: int = 0
+    val_fraction: float = 0.1
+    val_seed: int | None = None
+    val_every: int = 1
+    selection_metric: str = "val_map"
+    retrieval_kind: str = "converted"
+    metric_convention: str = "reference"
+    balanced_sampler: bool = False
+    shuffle: bool = True
+    amp: str = "auto"
+    num_workers: int = 0
+    preload_images: bool = False
+    embed_batch_size: int = 64
+    max_steps: int | None = None
+    max_images_per_class: int | None = None
+    cache_dir: str | None = None
+    frozen_threads: int = 1
+    init_checkpoint: str | None = None
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid field."""
+        choices = {"mode": MODES, "amp": AMP_CHOICES, "selection_metric": SELECTION_METRICS,
+                   "retrieval_kind": RETRIEVAL_KINDS, "metric_convention": CONVENTIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"'{name}' must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        positive = ("epochs", "batch_size", "val_every", "embed_batch_size", "frozen_threads")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "max_images_per_class"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"'{name}' must be >= 1 or null, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"'lr' must be > 0, got {self.lr}")
+        if self.backbone_lr < 0 or self.weight_decay < 0 or self.num_workers < 0:
+            raise ValueError("'backbone_lr', 'weight_decay' and 'num_workers' must be >= 0")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"'warmup_fraction' must be in [0, 1), got {self.warmup_fraction}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"'val_fraction' must be in [0, 1), got {self.val_fraction}")
+        if set(self.loss_weights) != set(TERMS):
+            raise ValueError(f"'loss_weights' needs exactly the keys {list(TERMS)}, got {sorted(self.loss_weights)}")
+        values = [self.loss_weights[t] for t in TERMS]
+        if any(not isinstance(v, (int, float)) or v < 0 for v in values) or sum(values) <= 0:
+            raise ValueError(f"'loss_weights' must be numbers >= 0 with a positive sum, got {self.loss_weights}")
+
+    @property
+    def weights(self) -> list[float]:
+        """The loss weights in the order of ``losses.TERMS``."""
+        return [float(self.loss_weights[t]) for t in TERMS]
+
+
+def list_train_configs() -> list[str]:
+    """Names of the shipped training configs."""
+    return sorted(p.stem for p in TRAIN_CONFIG_DIR.glob("*.json"))
+
+
+def load_train_config(config, **overrides) -> TrainConfig:
+    """A TrainConfig from a shipped name (``fast``), a JSON path, a dict or an instance, with
+    field overrides (``None`` values are ignored, so CLI options can pass through)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(config, str) and not config.endswith(".json"):
+        path = TRAIN_CONFIG_DIR / f"{config}.json"
+        if not path.is_file():
+            raise ConfigError(f"unknown training config {config!r}: use one of {list_train_configs()} or a JSON file")
+        config = path
+    return load_config(TrainConfig, config, **overrides)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``history``: {"epochs": [per-epoch dicts: epoch, step, train_<term>,
+    val_<term>, val_map, ...; epoch 0 is the validation before training], "steps": {column: list}
+    with columns step, epoch, lr, clip, semantic, discriminator, reconstruction, orthogonal, total}."""
+
+    out_dir: Path
+    config: TrainConfig
+    history: dict
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    best_epoch: int | None
+    epochs_completed: int
+    global_step: int
+    stopped_early: bool
+    embeddings_from_cache: bool | None
+    seconds: float
+
+    def step_losses(self, term: str = "total") -> list[float]:
+        """Per-step values of one loss term (NaN where it was not computed)."""
+        return self.history["steps"][term]
+
+    def epoch_values(self, key: str) -> list[tuple[int, float]]:
+        """(epoch, value) for every epoch record holding ``key`` (e.g. ``val_map``, ``train_total``)."""
+        return [(r["epoch"], r[key]) for r in self.history["epochs"] if r.get(key) is not None]
+
+
+def _log_fn(enabled: bool):
+    return (lambda line: print(f"[mars-lite train] {line}", flush=True)) if enabled else (lambda line: None)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_resume_config(saved_json: str, cfg: TrainConfig, out_dir: Path) -> None:
+    saved, now = json.loads(saved_json), json.loads(json.dumps(asdict(cfg)))
+    differ = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+              if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
+    if differ:
+        raise ConfigError(f"cannot resume {out_dir}: the config differs from the one it was started with "
+                          f"({'; '.join(differ)}); only {list(RESUMABLE_CHANGES)} may change")
+
+
+def _subsample(dataset, per_class: int | None):
+    if per_class is None:
+        return list(dataset)
+    kept, counts = [], {}
+    for item in sorted(dataset, key=lambda it: (it.label, it.modality, str(it.path), it.index or 0)):
+        key = (item.label, item.modality)
+        if counts.get(key, 0) < per_class:
+            counts[key] = counts.get(key, 0) + 1
+            kept.append(item)
+    return kept
+
+
+def _initial_model(cfg: TrainConfig, unseen, device):
+    """A fresh model from the config, or the one stored in ``init_checkpoint``."""
+    if cfg.init_checkpoint is None:
+        return create_model(cfg.model, pretrained=cfg.pretrained, device=device)[0]
+    from .checkpoint import load_checkpoint
+    from .train_data import check_no_unseen
+    model, meta = load_checkpoint(cfg.init_checkpoint, device=device)
+    check_no_unseen(meta.get("classes_seen", []), unseen, f"the training classes of {cfg.init_checkpoint}")
+    return model
+
+
+def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: bool = False,
+          progress: bool | None = None, verbose: bool = True, **overrides) -> TrainResult:
+    """Train a model and write checkpoints to ``out_dir``.
+
+    Args:
+        config: shipped config name (``fast``, ``frozen``, ``paper``, ``layernorm``), JSON path,
+            dict or TrainConfig. overrides: TrainConfig fields that replace the config's
+            (``epochs=3``, ``max_steps=10`` ...).
+        data_root: dataset folder (e.g. ``../shared/data/mini_sbir``).
+        out_dir: output folder (created). resume: continue the run saved in ``out_dir``.
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        progress: tqdm bars (default: only on a terminal, never under CI / TQDM_DISABLE).
+        verbose: print one line per epoch (main process).
+    Returns:
+        a :class:`TrainResult` (history for loss curves, checkpoint paths).
+    """
+    from .train_validation import embed_rows, validate, validation_set
+
+    started = time.perf_counter()
+    if data_root is None or out_dir is None:
+        raise ValueError("train() needs data_root (dataset folder) and out_dir (where checkpoints go)")
+    cfg = load_train_config(config, **overrides)
+    out_dir, data_root = Path(out_dir), Path(data_root)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    joined_here = not torch.distributed.is_initialized()
+    dist = init_distributed(device)
+    device = process_device(device, dist)
+    log = _log_fn(verbose and dist.is_main)
+    state = None
+    if resume:
+        state = load_state(out_dir)
+        _check_resume_config(state["config"], cfg, out_dir)
+    try:
+        _seed_everything(cfg.seed)
+        split = resolve_split(cfg.split, data_root)
+        parts = seen_split(data_root, split, cfg.val_fraction, cfg.val_seed)
+        rows = build_rows(_subsample(parts.train, cfg.max_images_per_class), parts.unseen)
+        val_rows = build_rows(parts.val, parts.unseen) if len(parts.val) else None
+        log(f"{cfg.mode} mode, {len(rows)} training rows of {len(parts.seen)} seen classes, "
+            f"{len(val_rows) if val_rows else 0} validation rows, {dist.world_size} process(es) on {device}")
+        model = _initial_model(cfg, parts.unseen, device)
+        if state is not None:
+            model.load_state_dict(state["model"], strict=False)
+        weights, from_cache, validator = cfg.weights, None, None
+        logit_scale = float(model.logit_scale)
+        if cfg.mode == "frozen":
+            from .frozen_loss import CachedPairs
+            from .settings import artifacts_dir
+            from .train_frozen import FrozenEngine
+            cache = Path(cfg.cache_dir) if cfg.cache_dir else artifacts_dir() / "embeddings"
+            both = build_rows(list(rows.items) + list(val_rows.items if val_rows else ()), parts.unseen)
+            if not dist.is_main:
+                barrier(dist)  # the main process fills the cache first
+            embedded, captions = embed_rows(model, both, cache, cfg.embed_batch_size,
+                                              progress=progress_enabled(progress) and dist.is_main)
+            if dist.is_main:
+                barrier(dist)
+            from_cache = embedded.from_cache
+            emb = embedded.embeddings.to(device)
+            caption_map = {text: i for i, text in enumerate(both.captions)}
+            train_captions = captions[[caption_map[t] for t in rows.captions]]
+            pairs = CachedPairs(emb[:len(rows)], train_captions, rows.caption_index, rows.image_ids,
+                                rows.caption_ids, logit_scale=logit_scale)
+            engine = FrozenEngine(model, pairs, weights, cfg.lr, cfg.weight_decay, dist, cfg.frozen_threads)
+            if val_rows is not None:
+                val_captions = captions[[caption_map[t] for t in val_rows.captions]]
+                vset = validation_set(val_rows, emb[len(rows):], val_captions, logit_scale)
+                validator = lambda m: validate(vset, m, weights, cfg.batch_size, cfg.seed,  # noqa: E731
+                                               cfg.retrieval_kind, cfg.metric_convention)
+            log(f"embeddings {'read from' if from_cache else 'computed into'} the cache at {cache}")
+        else:
+            from .train_full import FullEngine
+            engine = FullEngine(model, rows, cfg.mode, weights, cfg.lr, cfg.backbone_lr, cfg.weight_decay,
+                                cfg.amp, cfg.num_workers, cfg.preload_images, dist)
+            if val_rows is not None:
+                def validator(m):
+                    embedded, captions = embed_rows(m, val_rows, None, cfg.embed_batch_size)
+                    vset = validation_set(val_rows, embedded.embeddings.to(device), captions, logit_scale)
+                    return validate(vset, m, weights, cfg.batch_size, cfg.seed, cfg.retrieval_kind,
+                                    cfg.metric_convention)
+        sampler = make_sampler(rows.labels, seed=cfg.seed, balanced=cfg.balanced_sampler, shuffle=cfg.shuffle,
+                               num_replicas=dist.world_size, rank=dist.rank)
+        meta = {"classes_seen": list(parts.seen),
+                "extra": {"mode": cfg.mode, "split": parts.split_name, "unseen": list(parts.unseen),
+                          "val_rule": {"fraction": parts.val_rule.fraction, "salt": parts.val_rule.salt},
+                          "train_config": asdict(cfg)}}
+        if dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        run = TrainingRun(model=model, engine=engine, sampler=sampler, num_rows=len(rows), cfg=cfg, dist=dist,
+                          out_dir=out_dir, validator=validator, checkpoint_meta=meta, log=log, progress=progress)
+        if state is not None:
+            run.restore(state)
+            log(f"resumed at epoch {run.epoch + 1}, step {run.global_step}")
+        run.run()
+    finally:
+        if joined_here:
+            shutdown(dist)
+    best = out_dir / BEST_CHECKPOINT
+    return TrainResult(out_dir, cfg, run.history.to_dict(), out_dir / LAST_CHECKPOINT,
+                       best if best.is_file() else None, run.best_epoch, run.epoch, run.global_step,
+                       run.stopped_early, from_cache, time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------ CLI
+def configure_cli(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mars-lite train``."""
+    parser.description = ("Train MARS on the seen classes of a split (frozen, paper or layernorm backbone "
+                          "mode); writes last/best checkpoints, history.json and a resumable state to --out. "
+                          "Several processes: torchrun --nproc_per_node=N -m mars_lite.cli train ...")
+    parser.add_argument("--config", required=True,
+                        help=f"shipped config ({', '.join(list_train_configs())}) or a JSON file of TrainConfig fields")
+    parser.add_argument("--data", required=True, help="dataset folder (<root>/<sketch|photo>/<class>/<files> "
+                        "or a benchmark layout), e.g. ../shared/data/mini_sbir")
+    parser.add_argument("--out", required=True, help="output folder for checkpoints, history.json and the state")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out (last_state.pt)")
+    parser.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    parser.add_argument("--split", help="split name (e.g. tuberlin_split_b) or JSON with seen/unseen lists; "
+                        "default: the config's, else <data>/split_zs.json")
+    parser.add_argument("--mode", choices=MODES, help="backbone mode, overrides the config")
+    parser.add_argument("--model", help="model config name (tiny, ViT-B-32, ...), overrides the config")
+    parser.add_argument("--pretrained", help="backbone weights: open_clip tag, local file, or 'none' for random init")
+    parser.add_argument("--epochs", type=int, help="number of epochs (may be raised when resuming)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in total (resume to continue)")
+    parser.add_argument("--batch-size", type=int, help="global batch size (split over processes)")
+    parser.add_argument("--lr", type=float, help="learning rate of the modality vectors and classifier")
+    parser.add_argument("--backbone-lr", type=float, help="learning rate of the CLIP parameters that train")
+    parser.add_argument("--seed", type=int, help="seed of model init, epoch orders and validation batches")
+    parser.add_argument("--val-fraction", type=float, help="held-out fraction of seen-class images (0 = none)")
+    parser.add_argument("--balanced", action="store_const", const=True, help="class-balanced sampling")
+    parser.add_argument("--num-workers", type=int, help="DataLoader worker processes for image loading")
+    parser.add_argument("--cache-dir", help="embedding cache folder for frozen mode")
+    parser.add_argument("--init-checkpoint", help="start from this mars_lite checkpoint (e.g. frozen mode on "
+                        "top of a paper-mode run)")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines and no progress bars")
+    parser.set_defaults(func=_cli_main)
+
+
+def _cli_main(args: argparse.Namespace) -> int:
+    pretrained = args.pretrained
+    overrides = dict(split=args.split, mode=args.mode, model=args.model, epochs=args.epochs,
+                     max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, backbone_lr=args.backbone_lr,
+                     seed=args.seed, val_fraction=args.val_fraction, balanced_sampler=args.balanced,
+                     num_workers=args.num_workers, cache_dir=args.cache_dir, init_checkpoint=args.init_checkpoint)
+    cfg = load_train_config(args.config, **overrides)
+    if pretrained is not None:
+        cfg = load_train_config(cfg, pretrained=None if pretrained.lower() == "none" else pretrained) \
+            if pretrained.lower() != "none" else dataclasses.replace(cfg, pretrained=None)
+    result = train(cfg, args.data, args.out, device=args.device, resume=args.resume,
+                   progress=False if args.quiet else None, verbose=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = result.epoch_values("val_map")
+        summary = {"out_dir": str(result.out_dir), "best_checkpoint": str(result.best_checkpoint),
+                   "best_epoch": result.best_epoch, "epochs_completed": result.epochs_completed,
+                   "steps": result.global_step, "stopped_early": result.stopped_early,
+                   "val_map": best[-1][1] if best else None, "seconds": round(result.seconds, 2)}
+        print(json.dumps(summary))
+    return 0
