@@ -28,9 +28,9 @@ scores a tied group as one threshold) can differ from the standard convention he
 
 Ranking only what the metrics need: every metric is a function of the ranks of the relevant
 items, and the rank of a relevant item with score s is (its place among the relevant items) +
-(the number of irrelevant items scoring >= s). Each row is sorted once (numpy's in-place sort,
-rows split over threads) and the relevant scores are located in it with ``searchsorted``.
-No argsort, no per-item loop in Python.
+(the number of irrelevant items scoring >= s). Only the R relevant scores of a row are sorted;
+the other items are counted into the gaps between them (``_count_below``), rows split over
+threads. No argsort of the gallery, no per-item loop in Python.
 """
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ CONVENTIONS = ("reference", "standard")
 METRIC_KEYS = ("map_all", "map_200", "p_100", "p_200")
 _AP_TOP = 200
 _PRECISION_KS = (100, 200)
+_BUCKETS_PER_RELEVANT = 32  # see _count_below: fewer items share a bucket with a relevant one
+_MAX_EXACT_STEPS = 8  # buckets holding more relevant scores than this fall back to searchsorted
 
 
 def retrieval_metrics(similarity, query_labels, gallery_labels, convention: str = "reference", *,
@@ -150,26 +152,70 @@ def _relevant_ranks(block: np.ndarray, relevant: np.ndarray, pool: ThreadPoolExe
                     threads: int) -> np.ndarray:
     """Ranks of the relevant items, best first.
 
-    block: (n, G) scores, SORTED IN PLACE here. relevant: (R,) gallery column indices.
+    block: (n, G) scores (read only). relevant: (R,) gallery column indices.
     Returns (n, R) int64: 1-based ranks, increasing along each row; ties pessimistic.
     """
     n, n_gallery = block.shape
     rel = np.sort(block[:, relevant], axis=1)  # (n, R) ascending
     n_rel = rel.shape[1]
-    at_or_above = np.empty((n, n_rel), dtype=np.int64)  # gallery items scoring >= each rel score
+    at_or_above = np.empty((n, n_rel), dtype=np.int64)  # irrelevant items scoring >= each
 
     def rank_rows(lo: int, hi: int) -> None:
-        block[lo:hi].sort(axis=1)  # numpy's sort releases the GIL: rows run in parallel
-        for i in range(lo, hi):
-            # items >= s = G - (items < s); minus relevant items >= s leaves the irrelevant ones
-            below = np.searchsorted(block[i], rel[i], side="left")
+        for i in range(lo, hi):  # numpy drops the GIL inside each call: threads overlap
             rel_below = np.searchsorted(rel[i], rel[i], side="left")
-            at_or_above[i] = (n_gallery - below) - (n_rel - rel_below)
+            # items >= s = G - (items < s); minus the relevant items >= s
+            at_or_above[i] = (n_gallery - _count_below(block[i], rel[i])) - (n_rel - rel_below)
 
     bounds = np.linspace(0, n, min(threads, n) + 1).astype(int)
     list(pool.map(rank_rows, bounds[:-1], bounds[1:]))
     # column m (ascending) is the (R - m)-th best relevant item: flip to best first
     return np.arange(1, n_rel + 1) + at_or_above[:, ::-1]
+
+
+def _count_below(scores: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """(G,) scores, (R,) ascending scores -> (R,) int64: how many scores are < each rel[m].
+
+    Equal to ``np.searchsorted(np.sort(scores), rel)`` but about 2-3x faster on large rows
+    (numpy's sort and searchsorted cost ~20 and ~80 ns per item). Each score x gets
+    pos(x) = #{rel <= x}; then #{x < rel[m]} = #{x : pos(x) <= m}, a cumulative histogram.
+    pos comes from a table over ``_BUCKETS_PER_RELEVANT * R`` equal-width buckets spanning the
+    rel scores: the bucket index is a monotone function of the score (the same float operations
+    for every value), so rel scores in lower buckets are < x and those in higher ones > x. Only x
+    that share a bucket with a rel score need exact comparisons (a few percent of the row).
+    """
+    n_rel = len(rel)
+    n_buckets = _BUCKETS_PER_RELEVANT * n_rel
+    span = float(rel[-1]) - float(rel[0])
+    if 0 < span < np.inf and np.isfinite(n_buckets / span):
+        scale = scores.dtype.type(n_buckets / span)
+        shift = scores.dtype.type(1) - rel[0] * scale
+
+        def bucket(values: np.ndarray) -> np.ndarray:  # bucket 0 below rel[0], last above
+            t = values * scale
+            t += shift
+            return np.clip(t, 0, n_buckets + 1, out=t).astype(np.intp)
+    else:  # all rel scores equal, or infinite: one bucket, exact comparisons for everything
+        def bucket(values: np.ndarray) -> np.ndarray:
+            return np.ones(len(values), dtype=np.intp)
+    occupancy = np.bincount(bucket(rel), minlength=n_buckets + 2)
+    rel_in_lower = np.cumsum(occupancy) - occupancy
+    buckets = bucket(scores)
+    pos = rel_in_lower[buckets]  # exact wherever the bucket holds no rel score
+    shared = np.flatnonzero((occupancy > 0)[buckets])
+    x = scores[shared]
+    most = int(occupancy.max())
+    if most <= _MAX_EXACT_STEPS:
+        # compare with the rel scores of the bucket; indices that run past it reach higher
+        # buckets (> x, so the comparison is False) or the +inf padding
+        start = pos[shared]
+        padded = np.concatenate([rel, np.full(most, np.inf, dtype=rel.dtype)])
+        exact = start.copy()
+        for step in range(most):
+            exact += padded[start + step] <= x
+        pos[shared] = exact
+    else:  # crowded buckets (heavy ties): binary search is cheaper
+        pos[shared] = np.searchsorted(rel, x, side="right")
+    return np.cumsum(np.bincount(pos, minlength=n_rel + 1))[:n_rel]
 
 
 def _metrics_from_ranks(ranks: np.ndarray, convention: str) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from mars_lite.metrics import METRIC_KEYS, evaluate_embeddings, retrieval_metrics
+from mars_lite.metrics import METRIC_KEYS, _count_below, evaluate_embeddings, retrieval_metrics
 
 PARITY_KEYS = {"map_all": "map_all", "map_200": "map_200",
                "p_100": "precision_100", "p_200": "precision_200"}
@@ -128,6 +128,28 @@ def test_fast_ranking_matches_full_sort_oracle(levels, convention):
     _assert_close(retrieval_metrics(sim, q_lab, g_lab, convention, chunk_size=4), want, 1e-12)
     _assert_close(retrieval_metrics(sim.astype(np.float32), q_lab, g_lab, convention),
                   _oracle(sim.astype(np.float32), q_lab, g_lab, convention), 1e-12)
+
+
+@pytest.mark.parametrize("case", ["spread", "ties", "constant", "infinite", "infinite_relevant",
+                                  "one_relevant"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bucketed_counting_equals_sort_and_searchsorted(case, dtype):
+    # covers each path of _count_below: bucket table + exact steps (spread), binary-search
+    # fallback for crowded buckets (ties), one bucket (constant, infinite)
+    rng = np.random.default_rng(9)
+    scores = rng.standard_normal(5000)
+    if case == "ties":
+        scores = np.round(scores * 3) / 3
+    elif case == "constant":
+        scores = np.zeros(5000)
+    elif case.startswith("infinite"):
+        scores[:50] = np.inf
+        scores[50:90] = -np.inf
+    scores = scores.astype(dtype)
+    n_rel = 1 if case == "one_relevant" else 300
+    first = 0 if case == "infinite_relevant" else 90  # infinite relevant scores, or finite only
+    rel = np.sort(scores[first + rng.choice(5000 - first, n_rel, replace=False)])
+    np.testing.assert_array_equal(_count_below(scores, rel), np.searchsorted(np.sort(scores), rel))
 
 
 def test_ties_are_pessimistic_and_order_independent():
