@@ -125,3 +125,34 @@ def test_markdown_table_and_export(fast_setup):
     assert not (fast_setup.artifacts / "figures" / "big.png").exists()
     with pytest.raises(ValueError, match=".png"):
         study.export_figure(img, "x.jpg", fast_setup)
+
+
+def test_curve_helpers():
+    assert study.moving_average([1, 2, 3, 4], 2) == [1.0, 1.5, 2.5, 3.5]
+    assert study.ends_lower([3, 2, 2, 1, 0.5]) and not study.ends_lower([1, 2, 3, 4, 5])
+    variants = study.ablation_weights()
+    assert list(variants)[0].startswith("all terms")
+    assert set(variants) - {list(variants)[0]} == {"without clip", "without semantic", "without discriminator",
+                                                   "without reconstruction"}   # orthogonal has weight 0
+    assert variants["without semantic"]["semantic"] == 0 and variants["without semantic"]["clip"] == 1.0
+
+
+def test_ensure_checkpoint_trains_once_and_backbone_export(fast_setup, tmp_path):
+    small = dataclasses.replace(fast_setup, train={"config": "fast", "overrides": {"epochs": 1, "max_steps": 2},
+                                                  "ablation_epochs": 1})
+    path = study.ensure_checkpoint(small)
+    assert path.is_file() and path.parent == small.train_dir
+    stamp = path.stat().st_mtime_ns
+    assert study.ensure_checkpoint(small) == path and path.stat().st_mtime_ns == stamp   # reused, not retrained
+    other = dataclasses.replace(small, train={**small.train, "overrides": {"epochs": 1, "max_steps": 1}})
+    study.ensure_checkpoint(other)
+    assert path.stat().st_mtime_ns != stamp                                                # config changed: retrained
+    # the exported backbone rebuilds exactly the checkpoint's image tower
+    from mars_lite import create_model
+    from mars_lite.embed_cache import backbone_fingerprint
+    trained, _ = study.study_model(small, path)
+    weights = study.export_backbone(path, tmp_path / "backbone.safetensors")
+    rebuilt, _ = create_model("tiny", pretrained=str(weights))
+    assert backbone_fingerprint(rebuilt) == backbone_fingerprint(trained)
+    fresh, _ = study.study_model(small)
+    assert backbone_fingerprint(fresh) != backbone_fingerprint(trained)
