@@ -184,7 +184,8 @@ def _count_below(scores: np.ndarray, rel: np.ndarray) -> np.ndarray:
     that share a bucket with a rel score need exact comparisons (a few percent of the row).
     """
     n_rel = len(rel)
-    n_buckets = _BUCKETS_PER_RELEVANT * n_rel
+    # capped so that every bucket index is exact in float32 (and the table stays small)
+    n_buckets = min(_BUCKETS_PER_RELEVANT * n_rel, 1 << 22)
     span = float(rel[-1]) - float(rel[0])
     if 0 < span < np.inf and np.isfinite(n_buckets / span):
         scale = scores.dtype.type(n_buckets / span)
@@ -206,9 +207,9 @@ def _count_below(scores: np.ndarray, rel: np.ndarray) -> np.ndarray:
     most = int(occupancy.max())
     if most <= _MAX_EXACT_STEPS:
         # compare with the rel scores of the bucket; indices that run past it reach higher
-        # buckets (> x, so the comparison is False) or the +inf padding
+        # buckets (> x, so the comparison is False) or the NaN padding (always False)
         start = pos[shared]
-        padded = np.concatenate([rel, np.full(most, np.inf, dtype=rel.dtype)])
+        padded = np.concatenate([rel, np.full(most, np.nan, dtype=rel.dtype)])
         exact = start.copy()
         for step in range(most):
             exact += padded[start + step] <= x

@@ -150,6 +150,9 @@ def test_bucketed_counting_equals_sort_and_searchsorted(case, dtype):
     first = 0 if case == "infinite_relevant" else 90  # infinite relevant scores, or finite only
     rel = np.sort(scores[first + rng.choice(5000 - first, n_rel, replace=False)])
     np.testing.assert_array_equal(_count_below(scores, rel), np.searchsorted(np.sort(scores), rel))
+    # +inf shares the top bucket with rel[-1] while another bucket holds two rel scores
+    scores, rel = np.array([np.inf, 1, 0, 0, 0.5], dtype), np.array([0, 0, 1], dtype)
+    np.testing.assert_array_equal(_count_below(scores, rel), [0, 0, 3])
 
 
 def test_ties_are_pessimistic_and_order_independent():
