@@ -41,7 +41,9 @@ class RasterStyle:
             gives the grey anti-aliased edges of downscaled scans.
         ink: gray level of the pen (0 = black); the real sketches' darkest pixels are ~60, since
             their thin black lines were averaged with the paper when downscaled.
-        max_points: point budget; longer recordings are subsampled evenly (bounded time).
+        max_points, max_strokes: budget; longer recordings are subsampled evenly, so that any
+            input rasterises in bounded time (a real drawing has a few hundred points per stroke
+            and tens of strokes).
     """
 
     size: int = 150
@@ -49,7 +51,8 @@ class RasterStyle:
     stroke_width: float = 1.0
     supersample: int = 8
     ink: int = 60
-    max_points: int = 8000
+    max_points: int = 4000
+    max_strokes: int = 1000
 
 
 DEFAULT_STYLE = RasterStyle()
@@ -83,15 +86,18 @@ def clean_strokes(strokes: Iterable) -> list[np.ndarray]:
     return [stroke for stroke in cleaned if len(stroke)]
 
 
+def _evenly(items: list, count: int) -> list:
+    """At most ``count`` items, evenly spread over the list (first and last kept)."""
+    if len(items) <= count:
+        return items
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, count).astype(int))]
+
+
 def _budget(strokes: list[np.ndarray], max_points: int) -> list[np.ndarray]:
     """Subsample evenly (keeping each stroke's end points) so at most ~max_points remain."""
     total = sum(len(s) for s in strokes)
     if total <= max_points:
         return strokes
-    if len(strokes) > max_points:  # more strokes than budget: keep an even selection of strokes
-        keep = np.linspace(0, len(strokes) - 1, max_points).astype(int)
-        strokes = [strokes[i] for i in np.unique(keep)]
-        total = sum(len(s) for s in strokes)
     step = max(1, math.ceil(total / max_points))
     out = []
     for stroke in strokes:
@@ -128,7 +134,8 @@ def rasterize(strokes: Iterable, style: RasterStyle = DEFAULT_STYLE, width_scale
     Returns:
         a PIL image; all white when no usable point is left.
     """
-    strokes = _budget(clean_strokes(strokes), style.max_points)
+    strokes = list(strokes) if not isinstance(strokes, list) else strokes
+    strokes = _budget(clean_strokes(_evenly(strokes, style.max_strokes)), style.max_points)
     ss = max(1, int(style.supersample))
     big = Image.new("L", (style.size * ss, style.size * ss), 255)
     if strokes:
@@ -139,12 +146,10 @@ def rasterize(strokes: Iterable, style: RasterStyle = DEFAULT_STYLE, width_scale
         for stroke in strokes:
             xy = (stroke * scale + offset) * ss
             if len(xy) > 1:
-                draw.line([tuple(p) for p in xy], fill=style.ink, width=max(1, round(width)))
-            for x, y in (xy[0], xy[-1]):  # round caps; a single point becomes a dot
+                draw.line(xy.ravel().tolist(), fill=style.ink, width=max(1, round(width)))
+            for x, y in (xy[0], xy[-1]) if len(xy) > 1 else xy:  # round caps; a single point is a dot
                 draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=style.ink)
-    if ss == 1:
-        return big
-    return big.resize((style.size, style.size), Image.Resampling.BOX)
+    return big if ss == 1 else big.reduce(ss)  # box average of ss x ss blocks
 
 
 def ink_fraction(image: Image.Image) -> float:
