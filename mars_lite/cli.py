@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("mars_lite.data.cli", "download, verify and list benchmark datasets"),
     "train": ("mars_lite.training", "train on a split's seen classes (frozen, paper or layernorm backbone mode)"),
     "index": ("mars_lite.index", "build a gallery index (exact + faiss approximate) for sketch queries"),
+    "demo": ("mars_lite.demo", "presenter mode: the live sketch query full screen in the browser (Voila)"),
     "embed": ("mars_lite.embed_cli", "compute (or reuse) cached image embeddings for a dataset or split"),
     "evaluate": ("mars_lite.evaluate", "ZS-SBIR metrics of a model/checkpoint on a split, as JSON + Markdown"),
 }

@@ -215,7 +215,8 @@ class SketchSearchApp:
         self.panel.gallery.observe(lambda _c: self.request(), names="value")
         self.panel.add_folder.on_click(lambda _b: self.add_folder(self.panel.folder.value))
         self.widget = widgets.HBox([self.pad.widget, self.panel.widget],
-                                   layout=widgets.Layout(gap="24px", align_items="flex-start"))
+                                   layout=widgets.Layout(align_items="flex-start"))
+        self.panel.widget.layout.margin = "0 0 0 24px"
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -1,0 +1,1 @@
+"""Notebooks shipped with the package and served by Voilà (``mars-lite demo``)."""
