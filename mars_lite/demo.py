@@ -88,6 +88,25 @@ def gallery_sources(model, config: DemoConfig) -> dict:
     return sources
 
 
+def notebook_config(setup, checkpoint: str | Path | None = None) -> DemoConfig:
+    """The demo config of notebook 06 for a ``study.StudySetup``.
+
+    Fast mode: the seeded random-init tiny model and every mini_sbir photo (no checkpoint needed:
+    the widget is what is shown, not accuracy). Full mode: ``checkpoint``, else notebook 03's
+    (recreated by training when missing), and the unseen-class photos of the setup's benchmark split.
+    """
+    cache = str(setup.cache_dir)
+    if setup.fast:
+        return DemoConfig(model=setup.model_name, pretrained=setup.pretrained, seed=setup.seed,
+                          checkpoint=str(checkpoint) if checkpoint else None, cache_dir=cache)
+    if checkpoint is None:
+        from .study import ensure_checkpoint
+        checkpoint = ensure_checkpoint(setup)
+    return DemoConfig(model=setup.model_name, pretrained=setup.pretrained, checkpoint=str(checkpoint),
+                      seed=setup.seed, gallery=str(setup.data), benchmark=setup.split.benchmark,
+                      split=setup.split.name, cache_dir=cache)
+
+
 def build_demo_app(config: DemoConfig | None = None, warm: bool = True):
     """The live sketch app for ``config`` (default: ``DemoConfig.from_env()``).
 
