@@ -3,7 +3,7 @@
 The README shows figures as PNG files in ``assets/``; plotly's own image export needs kaleido,
 which the kit does not depend on. This renders the scatter subplots that
 ``mars_lite.figures.umap_panels`` builds: one panel per subplot, marker colour and symbol taken
-from each trace, subplot titles on top and a legend of the trace names (modalities) at the bottom.
+from each trace, the figure title and subplot titles on top, and a legend of the trace names (modalities) at the bottom.
 """
 from __future__ import annotations
 
@@ -47,14 +47,17 @@ def scatter_png(fig, panel: int = 300, pad: int = 16, radius: int = 3) -> Image.
     """
     panels = _panels(fig)
     titles = [a.text for a in (fig.layout.annotations or ())]
-    width, top, legend_h = len(panels) * (panel + pad) + pad, 28, 24
+    heading = fig.layout.title.text if fig.layout.title is not None else None
+    width, top, legend_h = len(panels) * (panel + pad) + pad, 28 + (18 if heading else 0), 24
     image = Image.new("RGB", (width, top + panel + legend_h + pad), "white")
     draw = ImageDraw.Draw(image)
+    if heading:
+        draw.text((pad, 6), str(heading), fill="black")
     for col, traces in enumerate(panels.values()):
         left = pad + col * (panel + pad)
         draw.rectangle((left, top, left + panel, top + panel), outline="#999999")
         if col < len(titles):
-            draw.text((left + 4, 8), str(titles[col]), fill="black")
+            draw.text((left + 4, top - 20), str(titles[col]), fill="black")
         xy = np.concatenate([np.column_stack([t.x, t.y]) for t in traces]).astype(float)
         lo, span = xy.min(0), np.maximum(np.ptp(xy, 0), 1e-9)
         for trace in traces:

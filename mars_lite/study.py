@@ -545,3 +545,31 @@ def ends_lower(values: Sequence[float], fraction: float = 0.2) -> bool:
     """True when the mean of the last ``fraction`` of ``values`` is below the mean of the first."""
     k = max(1, int(len(values) * fraction))
     return float(np.mean(values[-k:])) < float(np.mean(values[:k]))
+
+
+# ------------------------------------------------------------------------------ running
+def run_notebook(path: str | os.PathLike, parameters: dict | None = None, out: str | os.PathLike | None = None,
+                 timeout: int = 3600) -> Path:
+    """Execute a notebook with ``parameters`` overriding its ``parameters`` cell; returns the executed copy.
+
+    As papermill does, the overrides go into a new cell right after the tagged cell (tagged
+    ``injected-parameters``), so the notebook's defaults stay visible. The kernel starts in the
+    notebook's folder. The executed copy is written to ``out`` (default: ``<name>.executed.ipynb``
+    in ``<artifacts>/executed``); the source notebook is not modified.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if parameters:
+        if len(tagged) != 1:
+            raise ValueError(f"{path} needs exactly one cell tagged 'parameters' to override, found {len(tagged)}")
+        source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
+        cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+        nb.cells.insert(tagged[0] + 1, cell)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    out = Path(out) if out is not None else settings.artifacts_dir() / "executed" / f"{path.stem}.executed.ipynb"
+    from .checkpoint import atomic_write
+    return atomic_write(out, lambda tmp: nbformat.write(nb, tmp))

@@ -21,6 +21,8 @@ def _figure():
 def test_panels_markers_and_size():
     image = scatter_png(_figure(), panel=100, pad=10, radius=3)
     assert image.size == (2 * 110 + 10, 28 + 100 + 24 + 10)
+    titled = _figure().update_layout(title="a heading")
+    assert scatter_png(titled, panel=100, pad=10).size[1] == image.size[1] + 18
     px = np.asarray(image)
     red = (px[..., 0] > 200) & (px[..., 1] < 60) & (px[..., 2] < 60)
     blue = (px[..., 2] > 200) & (px[..., 0] < 60) & (px[..., 1] < 60)

@@ -156,3 +156,19 @@ def test_ensure_checkpoint_trains_once_and_backbone_export(fast_setup, tmp_path)
     assert backbone_fingerprint(rebuilt) == backbone_fingerprint(trained)
     fresh, _ = study.study_model(small)
     assert backbone_fingerprint(fresh) != backbone_fingerprint(trained)
+
+
+def test_run_notebook_injects_parameters(tmp_path):
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# t"),
+        nbformat.v4.new_code_cell("X = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from pathlib import Path\nassert X == 2\nprint(Path.cwd().name)")])
+    (tmp_path / "nb").mkdir()
+    src = tmp_path / "nb" / "t.ipynb"
+    nbformat.write(nb, src)
+    out = study.run_notebook(src, {"X": 2}, out=tmp_path / "done.ipynb")
+    done = nbformat.read(out, as_version=4)
+    assert done.cells[2].metadata["tags"] == ["injected-parameters"] and done.cells[2].source == "X = 2"
+    assert done.cells[3].outputs[0]["text"].strip() == "nb"            # ran in the notebook's folder
+    assert nbformat.read(src, as_version=4).cells[1].source == "X = 1"  # source untouched
