@@ -49,7 +49,7 @@ class SketchPad:
             width=f"{size}px", height=f"{size}px", border="1px solid #999"))
         self.canvas.add_class("mars-sketch-canvas")
         self.width = widgets.ToggleButtons(options=list(WIDTH_CHOICES), value="medium", description="pen")
-        self.width.style.button_width = "60px"
+        self.width.style.button_width = "72px"
         self.undo_button = widgets.Button(description="undo", icon="undo", layout=widgets.Layout(width="80px"))
         self.clear_button = widgets.Button(description="clear", icon="trash", layout=widgets.Layout(width="80px"))
         self.count = widgets.Label(value="strokes: 0")
