@@ -6,16 +6,20 @@ except CLIP then depends on a row only through
 
 * per-row constants computed once: ``|z_v|^2``, ``|z_t|^2``, ``z_v . z_t`` and ``|z_v + z_t|``;
 * its inner products with the four modality vectors and the four classifier rows,
-  ``z @ [M; W]^T`` -- one (B, D) x (D, 8) product per step;
-* the 4x4 Gram matrices ``G = M M^T`` and ``H = M W^T``.
+  ``[M; W] @ z`` -- one (8, D) x (D, 2B) product per step;
+* the 4x8 Gram matrix ``M [M; W]^T`` (``G = M M^T`` and ``H = M W^T``).
 
 For a source vector x of own modality o (an image, or a caption) and a target modality k:
 ``|x - m_o + m_k|^2 = |x|^2 - 2 x.m_o + 2 x.m_k + |m_k - m_o|^2`` and the classifier logit of the
-converted vector for class l is ``(x.w_l + (m_k - m_o).w_l) / |x - m_o + m_k| + beta_l``, where the
-parts in ``m`` only are read from tables built from G and H. So a step costs one thin matrix
-product plus algebra on (B, 2, 4, 4) tensors, instead of (B, 4, D) converted vectors. The image
-and caption sides are symmetric in every term, so they are stacked along an axis of size 2
-(source x with partner y: image -> its caption, caption -> its image).
+converted vector for class l is ``(x.w_l + (m_k - m_o).w_l) / |x - m_o + m_k| + beta_l``; the parts
+in ``m`` only form a per-modality table that is a fixed linear map of ``M [M; W]^T``. So a step
+costs one thin matrix product plus algebra on (4, 4, B, 2) tensors instead of (B, 4, D) converted
+vectors. The image and caption sides are symmetric in every term, so they are stacked along a
+last axis of size 2 (source x with partner y: image -> its caption, caption -> its image).
+
+The gradient is written out by hand (:class:`_FrozenLoss`, checked against autograd through
+``compute_losses`` in ``tests/test_frozen_loss.py``): at these sizes a step is ~60 tiny tensor
+operations, and autograd's bookkeeping would double their cost.
 
 The CLIP term does not depend on M or the classifier; it is still reported. Captions come from a
 small table (one per class and caption kind), so ``exp(scale * z_v . z_t)`` is tabulated once for
@@ -24,27 +28,31 @@ every (image, caption) pair and a batch's two log-sum-exps become sums over that
 needs ``sum_i |e_i,d|`` per dimension, which does not reduce to inner products; it uses the
 direct formula and is computed only when its weight is positive (otherwise reported as NaN)
 unless ``all_terms=True``.
-
-Parity with ``compute_losses`` (values and gradients) is tested in ``tests/test_frozen_loss.py``.
 """
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from typing import Iterator, NamedTuple
 
 import torch
 
-from .losses import LOGIT_SCALE, TERMS, LossWeights, orthogonal_loss
+from .losses import LOGIT_SCALE, TERMS, LossWeights
 from .modalities import NUM_MODALITIES
 
 _K = NUM_MODALITIES
 # Above this many (image, caption) entries the exp table is not stored; batches compute logits.
 MAX_TABLE_ENTRIES = 200_000_000
-_EPOCH_CHUNK_ROWS = 65_536  # rows of the exp table gathered at once by clip_losses
-# Columns of the packed per-row constants (each pair: [image source, caption source]).
-_XX, _YY, _XY, _INV_CENTRE, _INV_Y = slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 8), slice(8, 10)
-_OWN, _PARTNER, _KEEP = slice(10, 18), slice(18, 26), slice(26, 34)
-_WIDTH = 34
+_EPOCH_CHUNK_ROWS = 4_096   # rows of the exp table gathered at once by clip_losses
+_STREAM_CHUNK_ROWS = 1_024  # rows streamed at once (the working set stays in cache)
+# Per-row constants (first axis), for each row and source (last axis: 0 the image, 1 the caption).
+_XX, _XY, _SEM, _INV_CENTRE, _INV_Y = 0, 1, 2, 3, 4          # |x|^2, x.y, |x|^2 + x.y, 1/|x+y|, 1/|y|
+_OWN, _PARTNER, _SHIFT, _KEEP = slice(5, 9), slice(9, 13), slice(13, 17), slice(17, 21)
+_WIDTH = 21
+_TABLE = 1 + _K + _K * _K   # per own modality o: |m_o|^2, |m_k - m_o|^2 (k), (m_k - m_o).w_l (k, l)
+_EPS = 1e-12
+_EYE = torch.eye(_K).view(_K, _K, 1, 1)  # picks the target logit k = l (contiguous, unlike .diagonal)
 
 
 def weights_list(weights) -> list[float]:
@@ -66,14 +74,66 @@ def _plain(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.clone() if tensor.is_inference() else tensor
 
 
-class PairBatch(NamedTuple):
-    """One batch of cached rows: (B, D) image embeddings, (B,) caption index, (B, 34) constants,
-    the rows' indices, and the batch's CLIP term when it was computed ahead (else ``None``)."""
+def _table_map() -> torch.Tensor:
+    """(21 * 4, 32) constant map from ``M [M; W]^T`` (4 x 8, flattened) to the per-modality table
+    (21 entries x 4 own modalities, flattened)."""
+    a = torch.zeros(_TABLE, _K, _K, 2 * _K)
+    for o in range(_K):
+        a[0, o, o, o] = 1                                     # G_oo
+        for k in range(_K):
+            a[1 + k, o, k, k] += 1                            # |m_k - m_o|^2 = G_kk + G_oo - 2 G_ok
+            a[1 + k, o, o, o] += 1
+            a[1 + k, o, o, k] -= 2
+            for w in range(_K):                               # (m_k - m_o).w_l = H_kl - H_ol
+                a[1 + _K + k * _K + w, o, k, _K + w] += 1
+                a[1 + _K + k * _K + w, o, o, _K + w] -= 1
+    return a.reshape(_TABLE * _K, _K * 2 * _K)
 
-    image: torch.Tensor
-    caption: torch.Tensor
+
+def _prefetched(make, count: int, depth: int) -> Iterator:
+    """``make(0), ..., make(count - 1)``, each computed up to ``depth`` items ahead in a thread."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for index in range(count):
+                if stop.is_set():
+                    return
+                items.put(make(index))
+        except Exception as err:  # handed to the consumer, which raises it
+            items.put(err)
+
+    thread = threading.Thread(target=work, name="mars_lite-prefetch", daemon=True)
+    thread.start()
+    try:
+        for _ in range(count):
+            item = items.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:  # also when the consumer stops early: let the worker finish, then wait for it
+        stop.set()
+        while thread.is_alive():
+            try:
+                items.get(timeout=0.01)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+class PairBatch(NamedTuple):
+    """One batch of cached rows.
+
+    ``vectors`` (2B, D): image i at 2i, its caption at 2i + 1; ``consts`` (21, B, 2) per-row
+    constants; ``rows`` (B,) indices; ``captions`` (B,) caption indices; ``clip`` the batch's CLIP
+    term when computed ahead (else ``None``).
+    """
+
+    vectors: torch.Tensor
     consts: torch.Tensor
     rows: torch.Tensor
+    captions: torch.Tensor
     clip: torch.Tensor | None = None
 
 
@@ -92,11 +152,12 @@ class CachedPairs:
     def __init__(self, image_embeds: torch.Tensor, caption_embeds: torch.Tensor, caption_index,
                  image_ids, caption_ids, logit_scale: float = LOGIT_SCALE):
         image = _plain(image_embeds)
-        captions = _plain(caption_embeds).to(image.device)
+        device = image.device
+        captions = _plain(caption_embeds).to(device)
         n, d = image.shape
-        index = torch.as_tensor(caption_index, device=image.device).long()
-        own = torch.stack([torch.as_tensor(image_ids, device=image.device).long(),
-                           torch.as_tensor(caption_ids, device=image.device).long()], 1)   # (N, 2)
+        index = torch.as_tensor(caption_index, device=device).long()
+        own = torch.stack([torch.as_tensor(image_ids, device=device).long(),
+                           torch.as_tensor(caption_ids, device=device).long()], 1)        # (N, 2)
         if captions.dim() != 2 or captions.shape[1] != d:
             raise ValueError(f"caption_embeds must be (C, {d}), got {tuple(captions.shape)}")
         if index.shape != (n,) or own.shape != (n, 2):
@@ -105,83 +166,179 @@ class CachedPairs:
             raise ValueError("caption_index points outside caption_embeds")
         if n and not (0 <= int(own.min()) and int(own.max()) < _K):
             raise ValueError(f"modality ids must lie in 0..{_K - 1}")
-        self.image_embeds, self.caption_embeds, self.caption_index = image, captions, index
+        # One table for images and captions, so a batch gathers all its vectors at once.
+        self.vectors = torch.cat([image, captions])                             # (N + C, D)
+        self.image_embeds, self.caption_embeds = self.vectors[:n], self.vectors[n:]
+        self.caption_index = index
+        self.gather_index = torch.stack([torch.arange(n, device=device), n + index], 1)  # (N, 2)
         self.logit_scale = float(logit_scale)
         text = captions[index]                                                 # (N, D)
         vv, tt, vt = (image * image).sum(1), (text * text).sum(1), (image * text).sum(1)
-        eye = torch.eye(_K, device=image.device)
-        consts = torch.empty(n, _WIDTH, device=image.device)
-        consts[:, _XX] = torch.stack([vv, tt], 1)                              # |x|^2
-        consts[:, _YY] = torch.stack([tt, vv], 1)                              # |y|^2
-        consts[:, _XY] = vt[:, None]                                           # x.y
-        consts[:, _INV_CENTRE] = (vv + 2 * vt + tt).clamp_min(1e-24).rsqrt()[:, None]  # 1/|x+y|
-        consts[:, _INV_Y] = consts[:, _YY].clamp_min(1e-24).rsqrt()           # 1/|y|
-        consts[:, _OWN] = eye[own].reshape(n, 2 * _K)                          # one-hot of o
-        consts[:, _PARTNER] = eye[own.flip(1)].reshape(n, 2 * _K)              # one-hot of p
-        consts[:, _KEEP] = 1 - consts[:, _OWN]                                 # classifier targets
+        del text
+        eye = torch.eye(_K, device=device)
+        consts = torch.empty(n, _WIDTH, 2, device=device)                    # (N, 21, 2): rows gather fast
+        xx = torch.stack([vv, tt], 1)
+        consts[:, _XX] = xx
+        consts[:, _XY] = vt[:, None]
+        consts[:, _SEM] = xx + vt[:, None]
+        consts[:, _INV_CENTRE] = (vv + 2 * vt + tt).clamp_min(1e-24).rsqrt()[:, None]
+        consts[:, _INV_Y] = xx.flip(1).clamp_min(1e-24).rsqrt()
+        consts[:, _OWN] = eye[own].transpose(1, 2)                              # one-hot of o
+        consts[:, _PARTNER] = eye[own.flip(1)].transpose(1, 2)                  # one-hot of p
+        consts[:, _SHIFT] = consts[:, _PARTNER] - consts[:, _OWN]
+        consts[:, _KEEP] = 1 - consts[:, _OWN]                                  # classifier targets k != o
         self.consts = consts
+        self.table_map = _table_map().to(device)
         scale = math.exp(self.logit_scale)
         self.diag_logits = scale * vt                                          # (N,) positives
         # exp(logits) fits float32 when |logits| stays well below 88.
         bounded = scale * float(image.norm(dim=1).max() if n else 0) * float(captions.norm(dim=1).max()) < 60
         use_table = bounded and n * len(captions) <= MAX_TABLE_ENTRIES
         self.exp_table = (scale * image @ captions.T).exp_() if use_table else None   # (N, C)
+        self._coefficients: dict = {}
 
     def __len__(self) -> int:
-        return len(self.image_embeds)
+        return len(self.caption_index)
 
     # ------------------------------------------------------------------ batches
     def batch(self, rows: torch.Tensor, with_clip: bool = True) -> PairBatch:
         """Gather the rows (B,) of one batch (and its CLIP term when ``with_clip``)."""
-        rows = torch.as_tensor(rows, device=self.image_embeds.device).long()
+        rows = torch.as_tensor(rows, device=self.vectors.device).long()
         clip = self.clip_losses(rows[None])[0] if with_clip else None
-        return PairBatch(self.image_embeds.index_select(0, rows), self.caption_index.index_select(0, rows),
-                         self.consts.index_select(0, rows), rows, clip)
+        return PairBatch(self.vectors.index_select(0, self.gather_index[rows].view(-1)),
+                         self.consts.index_select(0, rows).transpose(0, 1), rows, self.caption_index[rows], clip)
 
-    def epoch(self, order: torch.Tensor) -> Iterator[PairBatch]:
-        """The batches of an epoch, ``order`` (S, B) row indices: constants and CLIP terms are
-        gathered for all S batches at once; image rows are gathered batch by batch."""
-        order = torch.as_tensor(order, device=self.image_embeds.device).long()
+    def epoch(self, order: torch.Tensor, prefetch: int = 4) -> Iterator[PairBatch]:
+        """The batches of an epoch, ``order`` (S, B) row indices.
+
+        Constants and CLIP terms are gathered for all S batches at once; vectors batch by batch,
+        ``prefetch`` batches ahead by a background thread on CPU (gathers release the GIL, so
+        they run beside the training step, like a DataLoader worker; 0 disables it). Each
+        batch's rows are visited in increasing index order: no term depends on the order of the
+        rows within a batch, and gathering sorted rows from a large table is ~3x faster.
+        """
+        order = torch.as_tensor(order, device=self.vectors.device).long().sort(1).values
         clips = self.clip_losses(order)
         flat = order.reshape(-1)
-        consts = self.consts.index_select(0, flat).view(*order.shape, _WIDTH)
+        consts = self.consts.index_select(0, flat).view(*order.shape, _WIDTH, 2)          # (S, B, 21, 2)
+        gather = self.gather_index.index_select(0, flat).view(len(order), -1)            # (S, 2B)
         captions = self.caption_index.index_select(0, flat).view(order.shape)
-        for s in range(len(order)):
-            yield PairBatch(self.image_embeds.index_select(0, order[s]), captions[s], consts[s], order[s], clips[s])
+
+        def make(s: int) -> PairBatch:
+            return PairBatch(self.vectors.index_select(0, gather[s]), consts[s].transpose(0, 1), order[s],
+                             captions[s], clips[s])
+
+        if prefetch > 0 and self.vectors.device.type == "cpu" and len(order) > 1:
+            yield from _prefetched(make, len(order), prefetch)
+        else:
+            yield from (make(s) for s in range(len(order)))
 
     @torch.no_grad()
     def clip_losses(self, order: torch.Tensor) -> torch.Tensor:
         """CLIP term of every batch in ``order`` (S, B) -> (S,); constant w.r.t. M and the classifier.
 
         Per batch: logits[i, j] = scale * z_v,i . z_t,j and the symmetric InfoNCE. With the exp
-        table, sum_j exp(logits[i, j]) = E[i] @ counts (counts: how often each caption occurs in
-        the batch) and sum_i exp(logits[i, j]) = column sums of E over the batch's rows.
+        table E, sum_j exp(logits[i, j]) = E[i] . counts (counts: how often each caption occurs in
+        the batch) and sum_i exp(logits[i, j]) = the sum of E[i, c_j] over the batch's rows.
         """
         s_count, size = order.shape
-        out = torch.empty(s_count, device=self.image_embeds.device)
         if s_count == 0:
-            return out
+            return torch.empty(0, device=self.vectors.device)
         caps = self.caption_index[order]                                       # (S, B)
-        diag = self.diag_logits[order]                                         # (S, B)
+        diag = self.diag_logits[order].mean(1)                                 # (S,)
         if self.exp_table is None:
             scale = math.exp(self.logit_scale)
+            out = torch.empty(s_count, device=self.vectors.device)
             for s in range(s_count):
                 logits = scale * self.image_embeds[order[s]] @ self.caption_embeds[caps[s]].T
-                out[s] = (torch.logsumexp(logits, 1).mean() + torch.logsumexp(logits, 0).mean()) / 2 - diag[s].mean()
-            return out
+                out[s] = (torch.logsumexp(logits, 1).mean() + torch.logsumexp(logits, 0).mean()) / 2
+            return out - diag
+        n, n_caps = self.exp_table.shape
+        flat = order.reshape(-1)
+        if int(torch.bincount(flat, minlength=n).max()) > 1:    # rows drawn twice (class-balanced)
+            return self._clip_by_gather(order, caps) - diag
+        # Every row at most once: stream through E in row order (fast) and add each row into its
+        # batch, instead of gathering the rows batch by batch (random access).
+        batch_of = torch.full((n,), s_count, dtype=torch.long, device=flat.device)  # s_count: no batch
+        batch_of[flat] = torch.arange(s_count, device=flat.device).repeat_interleave(size)
+        counts = torch.zeros(s_count + 1, n_caps, device=flat.device)
+        counts[:s_count].scatter_add_(1, caps, torch.ones_like(caps, dtype=counts.dtype))
+        row_sums = torch.empty(n, device=flat.device)
+        col_sums = torch.zeros(s_count + 1, n_caps, device=flat.device)
+        chunk = _STREAM_CHUNK_ROWS
+        weights = torch.empty(chunk, n_caps, device=flat.device)  # reused: no allocation per chunk
+        for start in range(0, n, chunk):
+            block = self.exp_table[start:start + chunk]
+            where = batch_of[start:start + chunk]
+            here = weights[:len(block)]
+            torch.index_select(counts, 0, where, out=here)
+            torch.sum(here.mul_(block), 1, out=row_sums[start:start + chunk])
+            col_sums.index_add_(0, where, block)
+        per_image = row_sums[order].log_().mean(1)
+        per_text = col_sums[:s_count].gather(1, caps).log_().mean(1)
+        return (per_image + per_text) / 2 - diag
+
+    def _clip_by_gather(self, order: torch.Tensor, caps: torch.Tensor) -> torch.Tensor:
+        """(S,) mean log-sum-exps of the CLIP term, gathering each batch's rows of the exp table."""
+        s_count, size = order.shape
         n_caps = self.exp_table.shape[1]
+        out = torch.empty(s_count, device=order.device)
         step = max(1, _EPOCH_CHUNK_ROWS // size)
         for start in range(0, s_count, step):
             chunk, cap = order[start:start + step], caps[start:start + step]
-            table = self.exp_table[chunk]                                      # (s, B, C)
-            counts = torch.zeros(len(chunk), n_caps, device=table.device)
+            s_here = len(chunk)
+            table = self.exp_table.index_select(0, chunk.reshape(-1)).view(s_here, size, n_caps)   # (s, B, C)
+            counts = torch.zeros(s_here, n_caps, device=table.device)
             counts.scatter_add_(1, cap, torch.ones_like(cap, dtype=table.dtype))
-            per_image = torch.bmm(table, counts[:, :, None]).squeeze(2).log()  # (s, B)
-            per_text = table.sum(1).gather(1, cap).log()                       # (s, B)
+            per_image = torch.bmm(table, counts[:, :, None]).squeeze(2).log_()   # (s, B)
+            per_text = table.sum(1).gather(1, cap).log_()                         # (s, B)
             out[start:start + step] = (per_image.mean(1) + per_text.mean(1)) / 2
-        return out - diag.mean(1)
+        return out
 
     # ------------------------------------------------------------------- losses
+    def _coefficients_for(self, weights, size: int):
+        """Cached per (weights, batch size): (offset, scale) turning the three sums into
+        [semantic, discriminator, reconstruction], their weights / sum, and the CLIP and
+        orthogonality weights / sum."""
+        key = (tuple(weights) if not isinstance(weights, torch.Tensor) else tuple(weights.tolist()), size)
+        if key not in self._coefficients:
+            w = weights_list(weights)
+            total = sum(w)
+            device = self.vectors.device
+            # sem = mean(1 - cos) over both sources = 2 - sum(cos) / B; disc = sum(ce) / (6 B)
+            offset = torch.tensor([2.0, 0.0, 2.0], device=device)
+            scale = torch.tensor([-1.0 / size, 1.0 / (2 * (_K - 1) * size), -1.0 / size], device=device)
+            middle = torch.tensor([w[1], w[2], w[3]], device=device) / total
+            self._coefficients[key] = (offset, scale, middle, w[0] / total, w[4] / total)
+        return self._coefficients[key]
+
+    def step_losses(self, batch: PairBatch, mw: torch.Tensor, bias: torch.Tensor, weights,
+                    all_terms: bool = False):
+        """The fast path used by training.
+
+        Args:
+            batch: a :class:`PairBatch`; mw: (8, D) = [M; W]; bias: (4,); weights: the 5 lambdas.
+        Returns:
+            ``(total, terms, clip, orthogonal)``: the weighted total and (3,) [semantic,
+            discriminator, reconstruction], both differentiable w.r.t. ``mw`` and ``bias``; the
+            CLIP term (a constant) and the orthogonality term (differentiable; NaN when its
+            weight is 0 and ``all_terms`` is False).
+        """
+        size = len(batch.rows)
+        offset, scale, middle, w_clip, w_orth = self._coefficients_for(weights, size)
+        clip = batch.clip if batch.clip is not None else self.clip_losses(batch.rows[None])[0]
+        centre_abs = None
+        if w_orth > 0 or all_terms:  # sum_i |e_i,d| of the batch, e = (x + y) / |x + y|
+            centre = batch.vectors.view(size, 2, -1).sum(1) * batch.consts[_INV_CENTRE, :, 0, None]
+            centre_abs = centre.abs().sum(0) / (_K * size + 1e-6)             # (D,)
+        else:
+            centre_abs = mw.new_zeros(0)
+        total, terms, orth = _FrozenLoss.apply(mw, bias, batch.vectors, batch.consts, self.table_map, offset,
+                                               scale, middle, w_clip * clip, w_orth, centre_abs)
+        if not len(centre_abs):
+            orth = orth.new_full((), float("nan"))
+        return total, terms, clip, orth
+
     def losses(self, batch: PairBatch | torch.Tensor, modality_embeddings: torch.Tensor,
                discriminator_weight: torch.Tensor, discriminator_bias: torch.Tensor, weights,
                all_terms: bool = False) -> dict:
@@ -199,54 +356,104 @@ class CachedPairs:
         """
         if not isinstance(batch, PairBatch):
             batch = self.batch(batch)
-        w = weights_list(weights)
-        m, cls_w, cls_b = modality_embeddings, discriminator_weight, discriminator_bias
-        size = len(batch.rows)
-        c = batch.consts
-        xx, yy, xy = c[:, _XX], c[:, _YY], c[:, _XY]                          # (B, 2) each
-        own = c[:, _OWN].view(size, 2, _K)                                     # (B, 2, 4) one-hot
-        mw = torch.cat([m, cls_w])                                             # (8, D)
-        proj_v = batch.image @ mw.T                                            # (B, 8)
-        proj_t = (self.caption_embeds @ mw.T).index_select(0, batch.caption)   # (B, 8)
-        xm = torch.stack([proj_v[:, :_K], proj_t[:, :_K]], 1)                  # (B, 2, 4) x.m_k
-        ym = torch.stack([proj_t[:, :_K], proj_v[:, :_K]], 1)                  # (B, 2, 4) y.m_k
-        xw = torch.stack([proj_v[:, _K:], proj_t[:, _K:]], 1)                  # (B, 2, 4) x.w_l
-        gram = mw[:_K] @ mw.T                                                  # (4, 8): [M M^T | M W^T]
-        g, h = gram[:, :_K], gram[:, _K:]
-        dg = g.diagonal()
-        # Tables by own modality o: |m_o|^2, |m_k - m_o|^2 (k), (m_k - m_o).w_l (k, l).
-        table = torch.cat([dg[:, None], dg[None, :] + dg[:, None] - 2 * g,
-                           (h[None, :, :] - h[:, None, :]).reshape(_K, _K * _K)], 1)   # (4, 21)
-        per_row = own @ table                                                  # (B, 2, 21)
-        xm_o = (xm * own).sum(-1)                                              # (B, 2) x.m_o
-        ym_o = (ym * own).sum(-1)                                              # (B, 2) y.m_o
-        # |x - m_o + m_k|^2 for every k; at k = o it is |x|^2 up to rounding (kept positive).
-        sq_norm = (xx - 2 * xm_o)[..., None] + 2 * xm + per_row[..., 1:1 + _K]
-        inv_norm = sq_norm.clamp_min(1e-12).rsqrt()                           # (B, 2, 4)
-        values = {}
-        # Semantic: cos(x - m_o, e) with e = (x + y) / |x + y|.
-        s_sq = xx - 2 * xm_o + per_row[..., 0]
-        cos_sem = (xx + xy - xm_o - ym_o) * s_sq.clamp_min(1e-12).rsqrt() * c[:, _INV_CENTRE]
-        values["semantic"] = (1 - cos_sem).sum() / size
-        # Reconstruction: cos(x - m_o + m_p, y) with p the partner's own modality.
-        partner = c[:, _PARTNER].view(size, 2, _K)
-        recon_num = xy - ym_o + (ym * partner).sum(-1)
-        cos_rec = recon_num * (inv_norm * partner).sum(-1) * c[:, _INV_Y]
-        values["reconstruction"] = (1 - cos_rec).sum() / size
+        if isinstance(weights, LossWeights):
+            weights = weights_list(weights)
+        mw = torch.cat([modality_embeddings, discriminator_weight]).float()
+        total, terms, clip, orth = self.step_losses(batch, mw, discriminator_bias.float(), weights, all_terms)
+        semantic, discriminator, reconstruction = terms.unbind()
+        return {"clip": clip, "semantic": semantic, "discriminator": discriminator,
+                "reconstruction": reconstruction, "orthogonal": orth, "total": total}
+
+
+class _FrozenLoss(torch.autograd.Function):
+    """Semantic, classifier and reconstruction terms from inner products, with the gradient by hand.
+
+    Inputs: mw (8, D) = [M; W], bias (4,), vectors (2B, D), consts (21, B, 2) (a view), table_map,
+    offset/scale/middle (3,) coefficients, clip_part (0-d, the weighted CLIP term), w_orth and
+    centre_abs ((D,) sum_i |e_i| / (4B), empty when the orthogonality term is off).
+    Outputs: total (0-d), terms (3,) [semantic, discriminator, reconstruction], orthogonal (0-d).
+    Shapes below: k, l index modalities (4), then (B, 2) rows and sources.
+    """
+
+    @staticmethod
+    def forward(ctx, mw, bias, vectors, consts, table_map, offset, scale, middle, clip_part, w_orth, centre_abs):
+        k = _K
+        size = consts.shape[1]
+        proj = (mw @ vectors.T).view(2, k, size, 2)                            # x.m_k and x.w_l
+        xm, xw = proj[0], proj[1]                                              # (4, B, 2)
+        ym = xm.flip(-1)                                                       # partner: y.m_k
+        gm = mw[:k] @ mw.T                                                     # (4, 8) [G | H]
+        table = (table_map @ gm.reshape(-1)).view(_TABLE, k)                   # (21, 4) by own modality
+        own = consts[_OWN]                                                     # (4, B, 2) one-hot of o
+        per_row = (table @ own.reshape(k, -1)).view(_TABLE, size, 2)           # [|m_o|^2, |m_k - m_o|^2, ..]
+        xm_o, ym_o = (xm * own).sum(0), (ym * own).sum(0)                      # (B, 2)
+        # Squared norms of x - m_o (semantic part) and of x - m_o + m_k for every k (k = o gives
+        # |x|^2 up to rounding, kept positive); inv holds their inverse square roots.
+        sq = per_row[:1 + k] + (consts[_XX] - 2 * xm_o)
+        sq[1:].add_(xm, alpha=2)
+        inv = sq.clamp_min_(_EPS).rsqrt_()                                     # (5, B, 2)
+        # Semantic: cos(x - m_o, e), e = (x + y) / |x + y|.
+        sem_num = consts[_SEM] - xm_o - ym_o
+        cos_sem = sem_num * inv[0] * consts[_INV_CENTRE]
+        # Reconstruction: cos(x - m_o + m_p, y), p the partner's own modality.
+        rec_num = (ym * consts[_SHIFT]).sum(0) + consts[_XY]
+        inv_p = (inv[1:] * consts[_PARTNER]).sum(0)
+        cos_rec = rec_num * inv_p * consts[_INV_Y]
         # Classifier: logits[k, l] = (x.w_l + (m_k - m_o).w_l) / |x - m_o + m_k| + beta_l.
-        numer = xw[..., None, :] + per_row[..., 1 + _K:].view(size, 2, _K, _K)
-        logits = numer * inv_norm[..., None] + cls_b                           # (B, 2, 4, 4)
-        ce = torch.logsumexp(logits, -1) - logits.diagonal(dim1=-2, dim2=-1)   # (B, 2, 4)
-        # 3 targets per source and row; the loss is (CE_image + CE_text) / 2.
-        values["discriminator"] = (ce * c[:, _KEEP].view(size, 2, _K)).sum() / (2 * (_K - 1) * size)
-        values["clip"] = batch.clip if batch.clip is not None else self.clip_losses(batch.rows[None])[0]
-        if w[TERMS.index("orthogonal")] > 0 or all_terms:
-            values["orthogonal"] = orthogonal_loss(batch.image, self.caption_embeds[batch.caption], m)
-        else:
-            values["orthogonal"] = batch.image.new_full((), float("nan"))
-        active = [(wj, values[name]) for wj, name in zip(w, TERMS) if wj > 0]
-        values["total"] = sum(wj * value for wj, value in active) / sum(wj for wj, _ in active)
-        return {name: values[name] for name in (*TERMS, "total")}
+        numer = per_row[1 + k:].view(k, k, size, 2) + xw                      # (k, l, B, 2)
+        logits = numer * inv[1:, None] + bias.view(1, k, 1, 1)
+        top = logits.amax(1)                                                   # (k, B, 2)
+        expd = (logits - top[:, None]).exp_()                                  # kept for the softmax
+        total_exp = expd.sum(1)
+        ce = total_exp.log().add_(top).sub_((logits * _EYE).sum(1))           # lse - target logit
+        sums = torch.stack([cos_sem.sum(), (ce * consts[_KEEP]).sum(), cos_rec.sum()])
+        terms = torch.addcmul(offset, scale, sums)
+        total = terms @ middle + clip_part
+        orth = total.new_zeros(())
+        if len(centre_abs):
+            orth = (centre_abs * mw[:k].abs().sum(0)).sum()
+            total = total + w_orth * orth
+        ctx.save_for_backward(mw, vectors, consts, table_map, scale, middle, centre_abs, inv, sem_num, rec_num,
+                              inv_p, numer, expd, total_exp)
+        ctx.w_orth = w_orth
+        return total, terms, orth
+
+    @staticmethod
+    def backward(ctx, g_total, g_terms, g_orth):
+        mw, vectors, consts, table_map, scale, middle, centre_abs, inv, sem_num, rec_num, inv_p, numer, expd, total_exp = \
+            ctx.saved_tensors
+        k = _K
+        size = consts.shape[1]
+        a_sem, a_disc, a_rec = ((g_terms + g_total * middle) * scale).unbind()  # d total / d each sum
+        own = consts[_OWN]
+        # classifier: d ce_k / d logits_kl = softmax_l - [l = k], on kept targets only
+        keep = consts[_KEEP] * a_disc                                          # (k, B, 2)
+        d_logits = expd * (keep / total_exp)[:, None]                          # softmax * keep, (k, l, B, 2)
+        d_logits.sub_(_EYE * keep[:, None])
+        d_bias = d_logits.sum(0).view(k, -1).sum(1)
+        d_numer = d_logits * inv[1:, None]                                     # = d (m_k - m_o).w_l
+        d_xw = d_numer.sum(0)                                                  # (l, B, 2)
+        d_inv = torch.empty_like(inv)                                          # (5, B, 2)
+        d_inv[0] = (a_sem * consts[_INV_CENTRE]) * sem_num
+        torch.sum(d_logits.mul_(numer), 1, out=d_inv[1:])
+        d_inv[1:] += (a_rec * consts[_INV_Y] * rec_num) * consts[_PARTNER]
+        d_ym = (a_rec * consts[_INV_Y] * inv_p) * consts[_SHIFT]               # (k, B, 2)
+        d_num = (a_sem * consts[_INV_CENTRE]) * inv[0]
+        d_sq = d_inv.mul_(inv.pow(3)).mul_(-0.5)                               # inv = sq^(-1/2)
+        # sq = per_row + |x|^2 - 2 x.m_o (+ 2 x.m_k); sem_num = const - x.m_o - y.m_o
+        d_xm_o = -d_num - 2 * d_sq.sum(0)
+        d_xm = (2 * d_sq[1:]).addcmul_(own, d_xm_o)
+        d_ym.addcmul_(own, d_num, value=-1)
+        d_xm += d_ym.flip(-1)
+        d_mw = torch.cat([d_xm, d_xw]).view(2 * k, -1) @ vectors               # (8, D)
+        d_rows = torch.cat([d_sq, d_numer.view(k * k, size, 2)]).view(_TABLE, -1)
+        d_table = d_rows @ own.reshape(k, -1).T                                # (21, 4)
+        d_gm = (d_table.reshape(1, -1) @ table_map).view(k, 2 * k)             # (4, 8)
+        d_mw += d_gm.T @ mw[:k]
+        d_mw[:k] += d_gm @ mw
+        if len(centre_abs):
+            d_mw[:k] += (g_total * ctx.w_orth + g_orth) * centre_abs * mw[:k].sign()
+        return d_mw, d_bias, None, None, None, None, None, None, None, None, None
 
 
 def frozen_losses(image_embeds: torch.Tensor, text_embeds: torch.Tensor, modality_ids,

@@ -71,7 +71,7 @@ class FrozenHead(nn.Module):
         super().__init__()
         k, width = model.modality_embeddings.weight.shape
         self.shape = (k, width)
-        self.pairs, self.weights = pairs, weights
+        self.pairs, self.weights = pairs, tuple(weights)
         parts = [model.modality_embeddings.weight, model.discriminator.weight, model.discriminator.bias]
         self.flat = nn.Parameter(torch.cat([p.detach().float().reshape(-1) for p in parts]))
 
@@ -81,9 +81,14 @@ class FrozenHead(nn.Module):
         return (self.flat[:k * width].view(k, width), self.flat[k * width:2 * k * width].view(k, width),
                 self.flat[2 * k * width:])
 
-    def forward(self, batch: PairBatch) -> dict:
-        m, w, b = self.parts()
-        return self.pairs.losses(batch, m, w, b, self.weights)
+    def forward(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(differentiable total, (6,) detached losses in the order ``LOSS_KEYS``)."""
+        k, width = self.shape
+        mw = self.flat[:2 * k * width].view(2 * k, width)                      # [M; W]
+        total, terms, clip, orth = self.pairs.step_losses(batch, mw, self.flat[2 * k * width:], self.weights)
+        with torch.no_grad():
+            report = torch.cat([clip.view(1), terms, orth.view(1), total.view(1)])
+        return total, report
 
     @torch.no_grad()
     def copy_to(self, model) -> None:
@@ -142,11 +147,11 @@ class FrozenEngine:
 
     def step(self, batch: PairBatch, lr_scale: float) -> torch.Tensor:
         """One optimizer step at ``lr * lr_scale``; returns the (6,) detached losses (``LOSS_KEYS``)."""
-        values = self.module(batch)
-        values["total"].backward()
+        total, report = self.module(batch)
+        total.backward()
         self.optimizer.step(self.lr * lr_scale)
         self.optimizer.zero_grad()
-        return torch.stack([values[k].detach() for k in LOSS_KEYS])
+        return report
 
     def sync_model(self) -> None:
         self.head.copy_to(self.model)

@@ -99,7 +99,7 @@ class TrainingRun:
     Args:
         model, engine: the MarsModel and the mode's engine.
         sampler: this rank's epoch-order sampler; num_rows: training rows.
-        cfg: the TrainConfig; dist: process information; out_dir: where files go.
+        cfg: the TrainConfig; dist: process information; out_dir: where files go (None: nowhere).
         validator: ``model -> dict`` of validation values (``val_map`` ...), or None.
         checkpoint_meta: classes_seen and extra facts stored in every checkpoint.
         log: prints a line (main process only).
@@ -109,7 +109,8 @@ class TrainingRun:
                  validator: Callable[[object], dict] | None, checkpoint_meta: dict, log: Callable[[str], None],
                  progress: bool | None = None):
         self.model, self.engine, self.sampler, self.num_rows = model, engine, sampler, num_rows
-        self.cfg, self.dist, self.out_dir, self.validator = cfg, dist, Path(out_dir), validator
+        self.cfg, self.dist, self.validator = cfg, dist, validator
+        self.out_dir = None if out_dir is None else Path(out_dir)
         self.meta, self.log, self.progress = checkpoint_meta, log, progress_enabled(progress) and dist.is_main
         self.steps_per_epoch = num_rows // cfg.batch_size
         self.total_steps = cfg.epochs * self.steps_per_epoch
@@ -162,7 +163,13 @@ class TrainingRun:
 
     # ------------------------------------------------------------- checkpoints
     def _write(self, record: dict | None) -> None:
-        """last (+ best when improved) checkpoints, history.json and the state; main process only."""
+        """last (+ best when improved) checkpoints, history.json and the state; main process only.
+        Without an ``out_dir`` nothing is written (the best epoch is still tracked)."""
+        if self.out_dir is None:
+            value = self._selection_value(record) if record else None
+            if value is not None and (self.best_metric is None or value > self.best_metric):
+                self.best_metric, self.best_epoch = value, self.epoch
+            return
         if self.dist.is_main:
             self.engine.sync_model()
             extra = {**self.meta.get("extra", {}), "epoch": self.epoch, "position": self.position,

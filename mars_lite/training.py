@@ -36,7 +36,7 @@ from .losses import PAPER_WEIGHTS, TERMS
 from .metrics import CONVENTIONS
 from .model import RETRIEVAL_KINDS, create_model
 from .train_data import build_rows, make_sampler, resolve_split, seen_split
-from .train_dist import barrier, init_distributed, process_device, shutdown
+from .train_dist import DistInfo, barrier, init_distributed, process_device, shutdown
 from .train_loop import TrainingRun, progress_enabled
 from .train_state import BEST_CHECKPOINT, LAST_CHECKPOINT, load_state
 
@@ -309,27 +309,64 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
                     vset = validation_set(val_rows, embedded.embeddings.to(device), captions, logit_scale)
                     return validate(vset, m, weights, cfg.batch_size, cfg.seed, cfg.retrieval_kind,
                                     cfg.metric_convention)
-        sampler = make_sampler(rows.labels, seed=cfg.seed, balanced=cfg.balanced_sampler, shuffle=cfg.shuffle,
-                               num_replicas=dist.world_size, rank=dist.rank)
         meta = {"classes_seen": list(parts.seen),
                 "extra": {"mode": cfg.mode, "split": parts.split_name, "unseen": list(parts.unseen),
                           "val_rule": {"fraction": parts.val_rule.fraction, "salt": parts.val_rule.salt},
                           "train_config": asdict(cfg)}}
-        if dist.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        run = TrainingRun(model=model, engine=engine, sampler=sampler, num_rows=len(rows), cfg=cfg, dist=dist,
-                          out_dir=out_dir, validator=validator, checkpoint_meta=meta, log=log, progress=progress)
-        if state is not None:
-            run.restore(state)
-            log(f"resumed at epoch {run.epoch + 1}, step {run.global_step}")
-        run.run()
+        result = _execute(model, engine, rows.labels, cfg, dist, out_dir, validator, meta, state, log, progress)
     finally:
         if joined_here:
             shutdown(dist)
-    best = out_dir / BEST_CHECKPOINT
-    return TrainResult(out_dir, cfg, run.history.to_dict(), out_dir / LAST_CHECKPOINT,
-                       best if best.is_file() else None, run.best_epoch, run.epoch, run.global_step,
-                       run.stopped_early, from_cache, time.perf_counter() - started)
+    result.embeddings_from_cache, result.seconds = from_cache, time.perf_counter() - started
+    return result
+
+
+def _execute(model, engine, labels, cfg, dist, out_dir, validator, meta, state, log, progress) -> TrainResult:
+    """Sampler, loop, (resume) and the result; shared by :func:`train` and :func:`train_on_embeddings`."""
+    started = time.perf_counter()
+    sampler = make_sampler(labels, seed=cfg.seed, balanced=cfg.balanced_sampler, shuffle=cfg.shuffle,
+                           num_replicas=dist.world_size, rank=dist.rank)
+    if out_dir is not None and dist.is_main:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    run = TrainingRun(model=model, engine=engine, sampler=sampler, num_rows=len(labels), cfg=cfg, dist=dist,
+                      out_dir=out_dir, validator=validator, checkpoint_meta=meta, log=log, progress=progress)
+    if state is not None:
+        run.restore(state)
+        log(f"resumed at epoch {run.epoch + 1}, step {run.global_step}")
+    run.run()
+    last = best = None
+    if out_dir is not None:
+        last, best = Path(out_dir) / LAST_CHECKPOINT, Path(out_dir) / BEST_CHECKPOINT
+        best = best if best.is_file() else None
+    return TrainResult(None if out_dir is None else Path(out_dir), cfg, run.history.to_dict(), last, best,
+                       run.best_epoch, run.epoch, run.global_step, run.stopped_early, None,
+                       time.perf_counter() - started)
+
+
+def train_on_embeddings(model, image_embeds: torch.Tensor, caption_embeds: torch.Tensor, caption_index,
+                        image_ids, caption_ids, labels, config="frozen", *, out_dir=None,
+                        classes_seen=None, verbose: bool = False, progress: bool | None = None,
+                        **overrides) -> TrainResult:
+    """Frozen-mode training of ``model``'s M and classifier on embeddings you already have.
+
+    Args:
+        model: a MarsModel; its modality vectors and classifier are trained in place.
+        image_embeds: (N, D) image embeddings z_v; caption_embeds: (C, D) caption embeddings.
+        caption_index, image_ids, caption_ids: (N,) int64 per row (see ``frozen_loss.CachedPairs``).
+        labels: N class names (for the class-balanced sampler).
+        config / overrides: a TrainConfig as in :func:`train` (``mode`` is forced to ``frozen``).
+        out_dir: where checkpoints and history go; None writes nothing. No validation is run.
+    """
+    from .frozen_loss import CachedPairs
+    from .train_frozen import FrozenEngine
+    cfg = load_train_config(config, **{**overrides, "mode": "frozen"})
+    _seed_everything(cfg.seed)
+    device = model.device
+    pairs = CachedPairs(image_embeds.to(device), caption_embeds.to(device), caption_index, image_ids, caption_ids,
+                        logit_scale=float(model.logit_scale))
+    engine = FrozenEngine(model, pairs, cfg.weights, cfg.lr, cfg.weight_decay, threads=cfg.frozen_threads)
+    meta = {"classes_seen": sorted(set(classes_seen or labels)), "extra": {"mode": "frozen", "train_config": asdict(cfg)}}
+    return _execute(model, engine, list(labels), cfg, DistInfo(), out_dir, None, meta, None, _log_fn(verbose), progress)
 
 
 # ------------------------------------------------------------------------------ CLI
