@@ -17,9 +17,9 @@ costs one thin matrix product plus algebra on (4, 4, B, 2) tensors instead of (B
 vectors. The image and caption sides are symmetric in every term, so they are stacked along a
 last axis of size 2 (source x with partner y: image -> its caption, caption -> its image).
 
-The gradient is written out by hand (:class:`_FrozenLoss`, checked against autograd through
-``compute_losses`` in ``tests/test_frozen_loss.py``): at these sizes a step is ~60 tiny tensor
-operations, and autograd's bookkeeping would double their cost.
+The gradient is written out by hand in :mod:`mars_lite.frozen_grad` (checked against autograd
+through ``compute_losses`` in ``tests/test_frozen_loss.py``): at these sizes a step is ~60 tiny
+tensor operations, and autograd's bookkeeping would double their cost.
 
 The CLIP term does not depend on M or the classifier; it is still reported. Captions come from a
 small table (one per class and caption kind), so ``exp(scale * z_v . z_t)`` is tabulated once for
@@ -38,6 +38,8 @@ from typing import Iterator, NamedTuple
 
 import torch
 
+from .frozen_grad import (INV_CENTRE, INV_Y, KEEP, OWN, PARTNER, SEM, SHIFT, WIDTH, XX, XY, FrozenLoss,
+                          build_table_map)
 from .losses import LOGIT_SCALE, TERMS, LossWeights
 from .modalities import NUM_MODALITIES
 
@@ -46,15 +48,6 @@ _K = NUM_MODALITIES
 MAX_TABLE_ENTRIES = 200_000_000
 _EPOCH_CHUNK_ROWS = 4_096   # rows of the exp table gathered at once by clip_losses
 _STREAM_CHUNK_ROWS = 1_024  # rows streamed at once (the working set stays in cache)
-# Per-row constants (first axis), for each row and source (last axis: 0 the image, 1 the caption).
-_XX, _XY, _SEM, _INV_CENTRE, _INV_Y = 0, 1, 2, 3, 4          # |x|^2, x.y, |x|^2 + x.y, 1/|x+y|, 1/|y|
-_OWN, _PARTNER, _SHIFT, _KEEP = slice(5, 9), slice(9, 13), slice(13, 17), slice(17, 21)
-_WIDTH = 21
-_TABLE = 1 + _K + _K * _K   # per own modality o: |m_o|^2, |m_k - m_o|^2 (k), (m_k - m_o).w_l (k, l)
-_EPS = 1e-12
-_EYE = torch.eye(_K).view(_K, _K, 1, 1)  # picks the target logit k = l (contiguous, unlike .diagonal)
-
-
 def weights_list(weights) -> list[float]:
     """The 5 lambdas (order of ``TERMS``) from a sequence, tensor or ``LossWeights``, checked."""
     if isinstance(weights, LossWeights):
@@ -72,22 +65,6 @@ def _plain(tensor: torch.Tensor) -> torch.Tensor:
     (such as embed_cache outputs), which autograd refuses to save for backward."""
     tensor = tensor.detach().float().contiguous()
     return tensor.clone() if tensor.is_inference() else tensor
-
-
-def _table_map() -> torch.Tensor:
-    """(21 * 4, 32) constant map from ``M [M; W]^T`` (4 x 8, flattened) to the per-modality table
-    (21 entries x 4 own modalities, flattened)."""
-    a = torch.zeros(_TABLE, _K, _K, 2 * _K)
-    for o in range(_K):
-        a[0, o, o, o] = 1                                     # G_oo
-        for k in range(_K):
-            a[1 + k, o, k, k] += 1                            # |m_k - m_o|^2 = G_kk + G_oo - 2 G_ok
-            a[1 + k, o, o, o] += 1
-            a[1 + k, o, o, k] -= 2
-            for w in range(_K):                               # (m_k - m_o).w_l = H_kl - H_ol
-                a[1 + _K + k * _K + w, o, k, _K + w] += 1
-                a[1 + _K + k * _K + w, o, o, _K + w] -= 1
-    return a.reshape(_TABLE * _K, _K * 2 * _K)
 
 
 def _prefetched(make, count: int, depth: int) -> Iterator:
@@ -176,19 +153,19 @@ class CachedPairs:
         vv, tt, vt = (image * image).sum(1), (text * text).sum(1), (image * text).sum(1)
         del text
         eye = torch.eye(_K, device=device)
-        consts = torch.empty(n, _WIDTH, 2, device=device)                    # (N, 21, 2): rows gather fast
+        consts = torch.empty(n, WIDTH, 2, device=device)                    # (N, 21, 2): rows gather fast
         xx = torch.stack([vv, tt], 1)
-        consts[:, _XX] = xx
-        consts[:, _XY] = vt[:, None]
-        consts[:, _SEM] = xx + vt[:, None]
-        consts[:, _INV_CENTRE] = (vv + 2 * vt + tt).clamp_min(1e-24).rsqrt()[:, None]
-        consts[:, _INV_Y] = xx.flip(1).clamp_min(1e-24).rsqrt()
-        consts[:, _OWN] = eye[own].transpose(1, 2)                              # one-hot of o
-        consts[:, _PARTNER] = eye[own.flip(1)].transpose(1, 2)                  # one-hot of p
-        consts[:, _SHIFT] = consts[:, _PARTNER] - consts[:, _OWN]
-        consts[:, _KEEP] = 1 - consts[:, _OWN]                                  # classifier targets k != o
+        consts[:, XX] = xx
+        consts[:, XY] = vt[:, None]
+        consts[:, SEM] = xx + vt[:, None]
+        consts[:, INV_CENTRE] = (vv + 2 * vt + tt).clamp_min(1e-24).rsqrt()[:, None]
+        consts[:, INV_Y] = xx.flip(1).clamp_min(1e-24).rsqrt()
+        consts[:, OWN] = eye[own].transpose(1, 2)                              # one-hot of o
+        consts[:, PARTNER] = eye[own.flip(1)].transpose(1, 2)                  # one-hot of p
+        consts[:, SHIFT] = consts[:, PARTNER] - consts[:, OWN]
+        consts[:, KEEP] = 1 - consts[:, OWN]                                  # classifier targets k != o
         self.consts = consts
-        self.table_map = _table_map().to(device)
+        self.table_map = build_table_map().to(device)
         scale = math.exp(self.logit_scale)
         self.diag_logits = scale * vt                                          # (N,) positives
         # exp(logits) fits float32 when |logits| stays well below 88.
@@ -220,7 +197,7 @@ class CachedPairs:
         order = torch.as_tensor(order, device=self.vectors.device).long().sort(1).values
         clips = self.clip_losses(order)
         flat = order.reshape(-1)
-        consts = self.consts.index_select(0, flat).view(*order.shape, _WIDTH, 2)          # (S, B, 21, 2)
+        consts = self.consts.index_select(0, flat).view(*order.shape, WIDTH, 2)          # (S, B, 21, 2)
         gather = self.gather_index.index_select(0, flat).view(len(order), -1)            # (S, 2B)
         captions = self.caption_index.index_select(0, flat).view(order.shape)
 
@@ -329,11 +306,11 @@ class CachedPairs:
         clip = batch.clip if batch.clip is not None else self.clip_losses(batch.rows[None])[0]
         centre_abs = None
         if w_orth > 0 or all_terms:  # sum_i |e_i,d| of the batch, e = (x + y) / |x + y|
-            centre = batch.vectors.view(size, 2, -1).sum(1) * batch.consts[_INV_CENTRE, :, 0, None]
+            centre = batch.vectors.view(size, 2, -1).sum(1) * batch.consts[INV_CENTRE, :, 0, None]
             centre_abs = centre.abs().sum(0) / (_K * size + 1e-6)             # (D,)
         else:
             centre_abs = mw.new_zeros(0)
-        total, terms, orth = _FrozenLoss.apply(mw, bias, batch.vectors, batch.consts, self.table_map, offset,
+        total, terms, orth = FrozenLoss.apply(mw, bias, batch.vectors, batch.consts, self.table_map, offset,
                                                scale, middle, w_clip * clip, w_orth, centre_abs)
         if not len(centre_abs):
             orth = orth.new_full((), float("nan"))
@@ -363,97 +340,6 @@ class CachedPairs:
         semantic, discriminator, reconstruction = terms.unbind()
         return {"clip": clip, "semantic": semantic, "discriminator": discriminator,
                 "reconstruction": reconstruction, "orthogonal": orth, "total": total}
-
-
-class _FrozenLoss(torch.autograd.Function):
-    """Semantic, classifier and reconstruction terms from inner products, with the gradient by hand.
-
-    Inputs: mw (8, D) = [M; W], bias (4,), vectors (2B, D), consts (21, B, 2) (a view), table_map,
-    offset/scale/middle (3,) coefficients, clip_part (0-d, the weighted CLIP term), w_orth and
-    centre_abs ((D,) sum_i |e_i| / (4B), empty when the orthogonality term is off).
-    Outputs: total (0-d), terms (3,) [semantic, discriminator, reconstruction], orthogonal (0-d).
-    Shapes below: k, l index modalities (4), then (B, 2) rows and sources.
-    """
-
-    @staticmethod
-    def forward(ctx, mw, bias, vectors, consts, table_map, offset, scale, middle, clip_part, w_orth, centre_abs):
-        k = _K
-        size = consts.shape[1]
-        proj = (mw @ vectors.T).view(2, k, size, 2)                            # x.m_k and x.w_l
-        xm, xw = proj[0], proj[1]                                              # (4, B, 2)
-        ym = xm.flip(-1)                                                       # partner: y.m_k
-        gm = mw[:k] @ mw.T                                                     # (4, 8) [G | H]
-        table = (table_map @ gm.reshape(-1)).view(_TABLE, k)                   # (21, 4) by own modality
-        own = consts[_OWN]                                                     # (4, B, 2) one-hot of o
-        per_row = (table @ own.reshape(k, -1)).view(_TABLE, size, 2)           # [|m_o|^2, |m_k - m_o|^2, ..]
-        xm_o, ym_o = (xm * own).sum(0), (ym * own).sum(0)                      # (B, 2)
-        # Squared norms of x - m_o (semantic part) and of x - m_o + m_k for every k (k = o gives
-        # |x|^2 up to rounding, kept positive); inv holds their inverse square roots.
-        sq = per_row[:1 + k] + (consts[_XX] - 2 * xm_o)
-        sq[1:].add_(xm, alpha=2)
-        inv = sq.clamp_min_(_EPS).rsqrt_()                                     # (5, B, 2)
-        # Semantic: cos(x - m_o, e), e = (x + y) / |x + y|.
-        sem_num = consts[_SEM] - xm_o - ym_o
-        cos_sem = sem_num * inv[0] * consts[_INV_CENTRE]
-        # Reconstruction: cos(x - m_o + m_p, y), p the partner's own modality.
-        rec_num = (ym * consts[_SHIFT]).sum(0) + consts[_XY]
-        inv_p = (inv[1:] * consts[_PARTNER]).sum(0)
-        cos_rec = rec_num * inv_p * consts[_INV_Y]
-        # Classifier: logits[k, l] = (x.w_l + (m_k - m_o).w_l) / |x - m_o + m_k| + beta_l.
-        numer = per_row[1 + k:].view(k, k, size, 2) + xw                      # (k, l, B, 2)
-        logits = numer * inv[1:, None] + bias.view(1, k, 1, 1)
-        top = logits.amax(1)                                                   # (k, B, 2)
-        expd = (logits - top[:, None]).exp_()                                  # kept for the softmax
-        total_exp = expd.sum(1)
-        ce = total_exp.log().add_(top).sub_((logits * _EYE).sum(1))           # lse - target logit
-        sums = torch.stack([cos_sem.sum(), (ce * consts[_KEEP]).sum(), cos_rec.sum()])
-        terms = torch.addcmul(offset, scale, sums)
-        total = terms @ middle + clip_part
-        orth = total.new_zeros(())
-        if len(centre_abs):
-            orth = (centre_abs * mw[:k].abs().sum(0)).sum()
-            total = total + w_orth * orth
-        ctx.save_for_backward(mw, vectors, consts, table_map, scale, middle, centre_abs, inv, sem_num, rec_num,
-                              inv_p, numer, expd, total_exp)
-        ctx.w_orth = w_orth
-        return total, terms, orth
-
-    @staticmethod
-    def backward(ctx, g_total, g_terms, g_orth):
-        mw, vectors, consts, table_map, scale, middle, centre_abs, inv, sem_num, rec_num, inv_p, numer, expd, total_exp = \
-            ctx.saved_tensors
-        k = _K
-        size = consts.shape[1]
-        a_sem, a_disc, a_rec = ((g_terms + g_total * middle) * scale).unbind()  # d total / d each sum
-        own = consts[_OWN]
-        # classifier: d ce_k / d logits_kl = softmax_l - [l = k], on kept targets only
-        keep = consts[_KEEP] * a_disc                                          # (k, B, 2)
-        d_logits = expd * (keep / total_exp)[:, None]                          # softmax * keep, (k, l, B, 2)
-        d_logits.sub_(_EYE * keep[:, None])
-        d_bias = d_logits.sum(0).view(k, -1).sum(1)
-        d_numer = d_logits * inv[1:, None]                                     # = d (m_k - m_o).w_l
-        d_xw = d_numer.sum(0)                                                  # (l, B, 2)
-        d_inv = torch.empty_like(inv)                                          # (5, B, 2)
-        d_inv[0] = (a_sem * consts[_INV_CENTRE]) * sem_num
-        torch.sum(d_logits.mul_(numer), 1, out=d_inv[1:])
-        d_inv[1:] += (a_rec * consts[_INV_Y] * rec_num) * consts[_PARTNER]
-        d_ym = (a_rec * consts[_INV_Y] * inv_p) * consts[_SHIFT]               # (k, B, 2)
-        d_num = (a_sem * consts[_INV_CENTRE]) * inv[0]
-        d_sq = d_inv.mul_(inv.pow(3)).mul_(-0.5)                               # inv = sq^(-1/2)
-        # sq = per_row + |x|^2 - 2 x.m_o (+ 2 x.m_k); sem_num = const - x.m_o - y.m_o
-        d_xm_o = -d_num - 2 * d_sq.sum(0)
-        d_xm = (2 * d_sq[1:]).addcmul_(own, d_xm_o)
-        d_ym.addcmul_(own, d_num, value=-1)
-        d_xm += d_ym.flip(-1)
-        d_mw = torch.cat([d_xm, d_xw]).view(2 * k, -1) @ vectors               # (8, D)
-        d_rows = torch.cat([d_sq, d_numer.view(k * k, size, 2)]).view(_TABLE, -1)
-        d_table = d_rows @ own.reshape(k, -1).T                                # (21, 4)
-        d_gm = (d_table.reshape(1, -1) @ table_map).view(k, 2 * k)             # (4, 8)
-        d_mw += d_gm.T @ mw[:k]
-        d_mw[:k] += d_gm @ mw
-        if len(centre_abs):
-            d_mw[:k] += (g_total * ctx.w_orth + g_orth) * centre_abs * mw[:k].sign()
-        return d_mw, d_bias, None, None, None, None, None, None, None, None, None
 
 
 def frozen_losses(image_embeds: torch.Tensor, text_embeds: torch.Tensor, modality_ids,

@@ -1,6 +1,8 @@
 """The inner-product loss of frozen mode equals compute_losses (values and gradients)."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -106,14 +108,41 @@ def test_cached_pairs_batches_equal_compute_losses_on_gathered_rows():
             _assert_same(got[key], want[key], key)
 
 
-def test_clip_term_with_and_without_exp_table_agree():
+def test_clip_term_paths_agree_with_compute_losses():
+    """Streamed exp table (each row once per epoch), gathered rows (rows repeat, as with the
+    class-balanced sampler) and direct log-sum-exp all give compute_losses' CLIP term."""
     images, captions, cap_index, image_ids, caption_ids = _shared_caption_set(seed=3)
-    with_table = CachedPairs(images, captions, cap_index, image_ids, caption_ids)
-    without = CachedPairs(images, captions, cap_index, image_ids, caption_ids)
-    without.exp_table = None
-    assert with_table.exp_table is not None
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:88].view(8, 11)
-    _assert_same(with_table.clip_losses(order), without.clip_losses(order), "clip per batch")
+    pairs = CachedPairs(images, captions, cap_index, image_ids, caption_ids)
+    assert pairs.exp_table is not None
+    unique = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:88].view(8, 11)
+    repeated = torch.randint(0, len(images), (8, 11), generator=torch.Generator().manual_seed(1))
+    weights = (1.0, 0.0, 0.0, 0.0, 0.0)
+    for order in (unique, repeated):
+        fast = pairs.clip_losses(order)
+        table, pairs.exp_table = pairs.exp_table, None
+        direct = pairs.clip_losses(order)
+        pairs.exp_table = table
+        for s, rows in enumerate(order):
+            want = compute_losses(images[rows], captions[cap_index[rows]], torch.stack([image_ids, caption_ids], 1)[rows],
+                                  torch.zeros(4, 16), torch.zeros(4, 16), torch.zeros(4), 2.6592, weights)["clip"]
+            _assert_same(fast[s], want, f"clip (table) batch {s}")
+            _assert_same(direct[s], want, f"clip (direct) batch {s}")
+
+
+def test_epoch_batches_with_and_without_prefetch_are_equal():
+    images, captions, cap_index, image_ids, caption_ids = _shared_caption_set(seed=4)
+    pairs = CachedPairs(images, captions, cap_index, image_ids, caption_ids)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(2))[:80].view(8, 10)
+    plain = list(pairs.epoch(order, prefetch=0))
+    ahead = list(pairs.epoch(order, prefetch=3))
+    assert len(plain) == len(ahead) == 8
+    for a, b in zip(plain, ahead):
+        assert torch.equal(a.vectors, b.vectors) and torch.equal(a.consts, b.consts) and torch.equal(a.clip, b.clip)
+    assert sorted(plain[0].rows.tolist()) == sorted(order[0].tolist())   # rows of a batch are sorted, not changed
+    stopped = pairs.epoch(order, prefetch=2)
+    next(stopped)
+    stopped.close()                                                      # an early stop ends the worker thread
+    assert not any(t.name == "mars_lite-prefetch" for t in threading.enumerate())
 
 
 def test_orthogonal_term_skipped_at_weight_zero_only():

@@ -1,0 +1,134 @@
+"""The hand-written gradient of the frozen-mode loss (see :mod:`mars_lite.frozen_loss`).
+
+At the sizes of a training step (B = 256 rows, 4 modalities) the loss is ~40 tiny tensor
+operations; autograd would record and replay each of them, roughly doubling the cost of a step.
+:class:`FrozenLoss` computes the semantic, classifier and reconstruction terms and writes their
+gradient w.r.t. ``[M; W]`` and the classifier bias out by hand. ``tests/test_frozen_loss.py``
+checks values and gradients against autograd through ``mars_lite.losses.compute_losses``.
+
+Notation as in frozen_loss: for each row and source (image or caption) x with partner y and own
+modality o, ``xm[k] = x.m_k``, ``xw[l] = x.w_l``; ``inv[0] = 1/|x - m_o|`` and ``inv[1 + k] =
+1/|x - m_o + m_k|``; the per-modality table holds ``|m_o|^2``, ``|m_k - m_o|^2`` and
+``(m_k - m_o).w_l``, a fixed linear map of ``M [M; W]^T``.
+"""
+from __future__ import annotations
+
+import torch
+
+from .modalities import NUM_MODALITIES
+
+_K = NUM_MODALITIES
+# Per-row constants (first axis of a batch's (21, B, 2) block; last axis: 0 image, 1 caption).
+XX, XY, SEM, INV_CENTRE, INV_Y = 0, 1, 2, 3, 4          # |x|^2, x.y, |x|^2 + x.y, 1/|x+y|, 1/|y|
+OWN, PARTNER, SHIFT, KEEP = slice(5, 9), slice(9, 13), slice(13, 17), slice(17, 21)
+WIDTH = 21
+TABLE = 1 + _K + _K * _K   # per own modality o: |m_o|^2, |m_k - m_o|^2 (k), (m_k - m_o).w_l (k, l)
+_EPS = 1e-12
+_EYE = torch.eye(_K).view(_K, _K, 1, 1)  # picks the target logit k = l (contiguous, unlike .diagonal)
+
+
+def build_table_map() -> torch.Tensor:
+    """(21 * 4, 32) constant map from ``M [M; W]^T`` (4 x 8, flattened) to the per-modality table
+    (21 entries x 4 own modalities, flattened)."""
+    a = torch.zeros(TABLE, _K, _K, 2 * _K)
+    for o in range(_K):
+        a[0, o, o, o] = 1                                     # G_oo
+        for k in range(_K):
+            a[1 + k, o, k, k] += 1                            # |m_k - m_o|^2 = G_kk + G_oo - 2 G_ok
+            a[1 + k, o, o, o] += 1
+            a[1 + k, o, o, k] -= 2
+            for w in range(_K):                               # (m_k - m_o).w_l = H_kl - H_ol
+                a[1 + _K + k * _K + w, o, k, _K + w] += 1
+                a[1 + _K + k * _K + w, o, o, _K + w] -= 1
+    return a.reshape(TABLE * _K, _K * 2 * _K)
+
+
+class FrozenLoss(torch.autograd.Function):
+    """Semantic, classifier and reconstruction terms from inner products, with the gradient by hand.
+
+    Inputs: mw (8, D) = [M; W], bias (4,), vectors (2B, D), consts (21, B, 2) (a view), table_map,
+    offset/scale/middle (3,) coefficients, clip_part (0-d, the weighted CLIP term), w_orth and
+    centre_abs ((D,) sum_i |e_i| / (4B), empty when the orthogonality term is off).
+    Outputs: total (0-d), terms (3,) [semantic, discriminator, reconstruction], orthogonal (0-d).
+    Shapes below: k, l index modalities (4), then (B, 2) rows and sources.
+    """
+
+    @staticmethod
+    def forward(ctx, mw, bias, vectors, consts, table_map, offset, scale, middle, clip_part, w_orth, centre_abs):
+        k = _K
+        size = consts.shape[1]
+        proj = (mw @ vectors.T).view(2, k, size, 2)                            # x.m_k and x.w_l
+        xm, xw = proj[0], proj[1]                                              # (4, B, 2)
+        ym = xm.flip(-1)                                                       # partner: y.m_k
+        gm = mw[:k] @ mw.T                                                     # (4, 8) [G | H]
+        table = (table_map @ gm.reshape(-1)).view(TABLE, k)                   # (21, 4) by own modality
+        own = consts[OWN]                                                     # (4, B, 2) one-hot of o
+        per_row = (table @ own.reshape(k, -1)).view(TABLE, size, 2)           # [|m_o|^2, |m_k - m_o|^2, ..]
+        xm_o, ym_o = (xm * own).sum(0), (ym * own).sum(0)                      # (B, 2)
+        # Squared norms of x - m_o (semantic part) and of x - m_o + m_k for every k (k = o gives
+        # |x|^2 up to rounding, kept positive); inv holds their inverse square roots.
+        sq = per_row[:1 + k] + (consts[XX] - 2 * xm_o)
+        sq[1:].add_(xm, alpha=2)
+        inv = sq.clamp_min_(_EPS).rsqrt_()                                     # (5, B, 2)
+        # Semantic: cos(x - m_o, e), e = (x + y) / |x + y|.
+        sem_num = consts[SEM] - xm_o - ym_o
+        cos_sem = sem_num * inv[0] * consts[INV_CENTRE]
+        # Reconstruction: cos(x - m_o + m_p, y), p the partner's own modality.
+        rec_num = (ym * consts[SHIFT]).sum(0) + consts[XY]
+        inv_p = (inv[1:] * consts[PARTNER]).sum(0)
+        cos_rec = rec_num * inv_p * consts[INV_Y]
+        # Classifier: logits[k, l] = (x.w_l + (m_k - m_o).w_l) / |x - m_o + m_k| + beta_l.
+        numer = per_row[1 + k:].view(k, k, size, 2) + xw                      # (k, l, B, 2)
+        logits = numer * inv[1:, None] + bias.view(1, k, 1, 1)
+        top = logits.amax(1)                                                   # (k, B, 2)
+        expd = (logits - top[:, None]).exp_()                                  # kept for the softmax
+        total_exp = expd.sum(1)
+        ce = total_exp.log().add_(top).sub_((logits * _EYE).sum(1))           # lse - target logit
+        sums = torch.stack([cos_sem.sum(), (ce * consts[KEEP]).sum(), cos_rec.sum()])
+        terms = torch.addcmul(offset, scale, sums)
+        total = terms @ middle + clip_part
+        orth = total.new_zeros(())
+        if len(centre_abs):
+            orth = (centre_abs * mw[:k].abs().sum(0)).sum()
+            total = total + w_orth * orth
+        ctx.save_for_backward(mw, vectors, consts, table_map, scale, middle, centre_abs, inv, sem_num, rec_num,
+                              inv_p, numer, expd, total_exp)
+        ctx.w_orth = w_orth
+        return total, terms, orth
+
+    @staticmethod
+    def backward(ctx, g_total, g_terms, g_orth):
+        mw, vectors, consts, table_map, scale, middle, centre_abs, inv, sem_num, rec_num, inv_p, numer, expd, total_exp = \
+            ctx.saved_tensors
+        k = _K
+        size = consts.shape[1]
+        a_sem, a_disc, a_rec = ((g_terms + g_total * middle) * scale).unbind()  # d total / d each sum
+        own = consts[OWN]
+        # classifier: d ce_k / d logits_kl = softmax_l - [l = k], on kept targets only
+        keep = consts[KEEP] * a_disc                                          # (k, B, 2)
+        d_logits = expd * (keep / total_exp)[:, None]                          # softmax * keep, (k, l, B, 2)
+        d_logits.sub_(_EYE * keep[:, None])
+        d_bias = d_logits.sum(0).view(k, -1).sum(1)
+        d_numer = d_logits * inv[1:, None]                                     # = d (m_k - m_o).w_l
+        d_xw = d_numer.sum(0)                                                  # (l, B, 2)
+        d_inv = torch.empty_like(inv)                                          # (5, B, 2)
+        d_inv[0] = (a_sem * consts[INV_CENTRE]) * sem_num
+        torch.sum(d_logits.mul_(numer), 1, out=d_inv[1:])
+        d_inv[1:] += (a_rec * consts[INV_Y] * rec_num) * consts[PARTNER]
+        d_ym = (a_rec * consts[INV_Y] * inv_p) * consts[SHIFT]               # (k, B, 2)
+        d_num = (a_sem * consts[INV_CENTRE]) * inv[0]
+        d_sq = d_inv.mul_(inv.pow(3)).mul_(-0.5)                               # inv = sq^(-1/2)
+        # sq = per_row + |x|^2 - 2 x.m_o (+ 2 x.m_k); sem_num = const - x.m_o - y.m_o
+        d_xm_o = -d_num - 2 * d_sq.sum(0)
+        d_xm = (2 * d_sq[1:]).addcmul_(own, d_xm_o)
+        d_ym.addcmul_(own, d_num, value=-1)
+        d_xm += d_ym.flip(-1)
+        d_mw = torch.cat([d_xm, d_xw]).view(2 * k, -1) @ vectors               # (8, D)
+        d_rows = torch.cat([d_sq, d_numer.view(k * k, size, 2)]).view(TABLE, -1)
+        d_table = d_rows @ own.reshape(k, -1).T                                # (21, 4)
+        d_gm = (d_table.reshape(1, -1) @ table_map).view(k, 2 * k)             # (4, 8)
+        d_mw += d_gm.T @ mw[:k]
+        d_mw[:k] += d_gm @ mw
+        if len(centre_abs):
+            d_mw[:k] += (g_total * ctx.w_orth + g_orth) * centre_abs * mw[:k].sign()
+        return d_mw, d_bias, None, None, None, None, None, None, None, None, None
