@@ -186,9 +186,12 @@ def study_dataset(setup: StudySetup):
     return benchmark_dataset(setup.split.benchmark, setup.data, classes=setup.split.classes)
 
 
-def study_parts(setup: StudySetup) -> SplitParts:
-    """The dataset cut by the split: train / val (seen classes), query / gallery (unseen)."""
-    return setup.split.partition(study_dataset(setup))
+def study_parts(setup: StudySetup, dataset=None) -> SplitParts:
+    """The dataset cut by the split: train / val (seen classes), query / gallery (unseen).
+
+    Pass ``dataset`` (from :func:`study_dataset`) to avoid scanning a large benchmark twice.
+    """
+    return setup.split.partition(study_dataset(setup) if dataset is None else dataset)
 
 
 def per_class_subset(dataset, n: int | None, seed: int = 0):
