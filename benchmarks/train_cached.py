@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prefetch", type=int, default=0, help="batches gathered ahead by a thread (0: none)")
     args = parser.parse_args()
 
     images, captions, caption_index, image_ids, caption_ids, labels = make_rows(args.seed)
@@ -71,15 +73,16 @@ def main() -> None:
           f"batch {args.batch_size}, {args.epochs} epochs, {torch.get_num_threads()} threads", flush=True)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     result = train_on_embeddings(model, images, captions, caption_index, image_ids, caption_ids, labels, "frozen",
-                                 epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, verbose=True,
-                                 progress=False)
+                                 epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                 frozen_prefetch=args.prefetch, verbose=True, progress=False)
     total, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
     loop = sum(r["seconds"] for r in result.history["epochs"] if "seconds" in r)
     epochs = [r for r in result.history["epochs"] if r["epoch"] > 0]
     print(json.dumps({
         "epochs": args.epochs, "rows": len(labels), "seconds_per_epoch": round(loop / args.epochs, 4),
         "seconds_total": round(total, 2), "setup_seconds": round(total - loop, 2), "cpu_seconds": round(cpu, 2),
-        "steps": result.global_step, "threads": torch.get_num_threads(),
+        "steps": result.global_step, "threads": torch.get_num_threads(), "prefetch": args.prefetch,
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "first_epoch_total": round(epochs[0]["train_total"], 4), "last_epoch_total": round(epochs[-1]["train_total"], 4),
     }))
 

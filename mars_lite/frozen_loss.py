@@ -24,7 +24,7 @@ tensor operations, and autograd's bookkeeping would double their cost.
 The CLIP term does not depend on M or the classifier; it is still reported. Captions come from a
 small table (one per class and caption kind), so ``exp(scale * z_v . z_t)`` is tabulated once for
 every (image, caption) pair and a batch's two log-sum-exps become sums over that table
-(:meth:`CachedPairs.clip_losses` does a whole epoch's batches at once). The orthogonality term
+(:meth:`CachedPairs.clip_losses` does a whole epoch's batches in one pass). The orthogonality term
 needs ``sum_i |e_i,d|`` per dimension, which does not reduce to inner products; it uses the
 direct formula and is computed only when its weight is positive (otherwise reported as NaN)
 unless ``all_terms=True``.
@@ -39,7 +39,7 @@ from typing import Iterator, NamedTuple
 import torch
 
 from .frozen_grad import (INV_CENTRE, INV_Y, KEEP, OWN, PARTNER, SEM, SHIFT, WIDTH, XX, XY, FrozenLoss,
-                          build_table_map)
+                          build_table_map, loss_and_grad)
 from .losses import LOGIT_SCALE, TERMS, LossWeights
 from .modalities import NUM_MODALITIES
 
@@ -103,12 +103,13 @@ class PairBatch(NamedTuple):
     """One batch of cached rows.
 
     ``vectors`` (2B, D): image i at 2i, its caption at 2i + 1; ``consts`` (21, B, 2) per-row
-    constants; ``rows`` (B,) indices; ``captions`` (B,) caption indices; ``clip`` the batch's CLIP
+    constants; ``own`` (B, 2) own-modality ids of image and caption; ``rows`` (B,) indices; ``captions`` (B,) caption indices; ``clip`` the batch's CLIP
     term when computed ahead (else ``None``).
     """
 
     vectors: torch.Tensor
     consts: torch.Tensor
+    own: torch.Tensor
     rows: torch.Tensor
     captions: torch.Tensor
     clip: torch.Tensor | None = None
@@ -147,6 +148,7 @@ class CachedPairs:
         self.vectors = torch.cat([image, captions])                             # (N + C, D)
         self.image_embeds, self.caption_embeds = self.vectors[:n], self.vectors[n:]
         self.caption_index = index
+        self.own = own                                                         # (N, 2) ids of image, caption
         self.gather_index = torch.stack([torch.arange(n, device=device), n + index], 1)  # (N, 2)
         self.logit_scale = float(logit_scale)
         text = captions[index]                                                 # (N, D)
@@ -173,37 +175,36 @@ class CachedPairs:
         use_table = bounded and n * len(captions) <= MAX_TABLE_ENTRIES
         self.exp_table = (scale * image @ captions.T).exp_() if use_table else None   # (N, C)
         self._coefficients: dict = {}
+        self._nan = torch.full((), float("nan"), device=device)             # "not computed"
 
     def __len__(self) -> int:
         return len(self.caption_index)
 
     # ------------------------------------------------------------------ batches
     def batch(self, rows: torch.Tensor, with_clip: bool = True) -> PairBatch:
-        """Gather the rows (B,) of one batch (and its CLIP term when ``with_clip``)."""
+        """Gather the rows (B,) of one batch (and its CLIP term when ``with_clip``): vectors
+        (2B, D), constants in the step layout (21, B, 2), own-modality ids (B, 2)."""
         rows = torch.as_tensor(rows, device=self.vectors.device).long()
         clip = self.clip_losses(rows[None])[0] if with_clip else None
         return PairBatch(self.vectors.index_select(0, self.gather_index[rows].view(-1)),
-                         self.consts.index_select(0, rows).transpose(0, 1), rows, self.caption_index[rows], clip)
+                         self.consts.index_select(0, rows).transpose(0, 1).contiguous(), self.own[rows], rows,
+                         self.caption_index[rows], clip)
 
     def epoch(self, order: torch.Tensor, prefetch: int = 4) -> Iterator[PairBatch]:
         """The batches of an epoch, ``order`` (S, B) row indices.
 
-        Constants and CLIP terms are gathered for all S batches at once; vectors batch by batch,
-        ``prefetch`` batches ahead by a background thread on CPU (gathers release the GIL, so
-        they run beside the training step, like a DataLoader worker; 0 disables it). Each
-        batch's rows are visited in increasing index order: no term depends on the order of the
-        rows within a batch, and gathering sorted rows from a large table is ~3x faster.
+        The CLIP terms of all S batches are computed up front (one pass over the exp table);
+        each batch's vectors and constants are gathered ``prefetch`` batches ahead by a
+        background thread on CPU (gathers release the GIL, so they run beside the training step,
+        as a DataLoader worker would; 0 gathers in the loop). A batch's rows are visited in
+        increasing index order: no term depends on the order of the rows within a batch, and
+        gathering sorted rows from a large table is ~3x faster.
         """
         order = torch.as_tensor(order, device=self.vectors.device).long().sort(1).values
         clips = self.clip_losses(order)
-        flat = order.reshape(-1)
-        consts = self.consts.index_select(0, flat).view(*order.shape, WIDTH, 2)          # (S, B, 21, 2)
-        gather = self.gather_index.index_select(0, flat).view(len(order), -1)            # (S, 2B)
-        captions = self.caption_index.index_select(0, flat).view(order.shape)
 
         def make(s: int) -> PairBatch:
-            return PairBatch(self.vectors.index_select(0, gather[s]), consts[s].transpose(0, 1), order[s],
-                             captions[s], clips[s])
+            return self.batch(order[s], with_clip=False)._replace(clip=clips[s])
 
         if prefetch > 0 and self.vectors.device.type == "cpu" and len(order) > 1:
             yield from _prefetched(make, len(order), prefetch)
@@ -215,8 +216,9 @@ class CachedPairs:
         """CLIP term of every batch in ``order`` (S, B) -> (S,); constant w.r.t. M and the classifier.
 
         Per batch: logits[i, j] = scale * z_v,i . z_t,j and the symmetric InfoNCE. With the exp
-        table E, sum_j exp(logits[i, j]) = E[i] . counts (counts: how often each caption occurs in
-        the batch) and sum_i exp(logits[i, j]) = the sum of E[i, c_j] over the batch's rows.
+        table E (N, C), sum_j exp(logits[i, j]) = E[i] . counts (counts: how often each caption
+        occurs in the batch) and sum_i exp(logits[i, j]) = the sum of E[i, c_j] over the batch's
+        rows; without it (too large, or unbounded logits) the logits are computed.
         """
         s_count, size = order.shape
         if s_count == 0:
@@ -232,9 +234,11 @@ class CachedPairs:
             return out - diag
         n, n_caps = self.exp_table.shape
         flat = order.reshape(-1)
-        if int(torch.bincount(flat, minlength=n).max()) > 1:    # rows drawn twice (class-balanced)
+        # Streaming reads all of E: worth it when the batches cover much of it (an epoch), and
+        # only valid when no row appears twice (class-balanced sampling draws with replacement).
+        if 4 * len(flat) < n or int(torch.bincount(flat, minlength=n).max()) > 1:
             return self._clip_by_gather(order, caps) - diag
-        # Every row at most once: stream through E in row order (fast) and add each row into its
+        # Each row at most once: stream through E in row order (fast) and add each row into its
         # batch, instead of gathering the rows batch by batch (random access).
         batch_of = torch.full((n,), s_count, dtype=torch.long, device=flat.device)  # s_count: no batch
         batch_of[flat] = torch.arange(s_count, device=flat.device).repeat_interleave(size)
@@ -289,32 +293,37 @@ class CachedPairs:
             self._coefficients[key] = (offset, scale, middle, w[0] / total, w[4] / total)
         return self._coefficients[key]
 
-    def step_losses(self, batch: PairBatch, mw: torch.Tensor, bias: torch.Tensor, weights,
-                    all_terms: bool = False):
+    def step_losses(self, batch: PairBatch, flat: torch.Tensor, weights, all_terms: bool = False,
+                    with_grad: bool = False):
         """The fast path used by training.
 
         Args:
-            batch: a :class:`PairBatch`; mw: (8, D) = [M; W]; bias: (4,); weights: the 5 lambdas.
+            batch: a :class:`PairBatch`; flat: (8 D + 4) = [M | W | bias] flattened;
+            weights: the 5 lambdas; all_terms: compute the orthogonality term at weight 0 too.
+            with_grad: compute the gradient of the total right away, without autograd.
         Returns:
             ``(total, terms, clip, orthogonal)``: the weighted total and (3,) [semantic,
-            discriminator, reconstruction], both differentiable w.r.t. ``mw`` and ``bias``; the
-            CLIP term (a constant) and the orthogonality term (differentiable; NaN when its
-            weight is 0 and ``all_terms`` is False).
+            discriminator, reconstruction] (differentiable w.r.t. ``flat`` through autograd), the
+            CLIP term (a constant) and the orthogonality term (NaN when not computed); with
+            ``with_grad`` a fifth item, d total / d flat.
         """
         size = len(batch.rows)
         offset, scale, middle, w_clip, w_orth = self._coefficients_for(weights, size)
         clip = batch.clip if batch.clip is not None else self.clip_losses(batch.rows[None])[0]
-        centre_abs = None
         if w_orth > 0 or all_terms:  # sum_i |e_i,d| of the batch, e = (x + y) / |x + y|
             centre = batch.vectors.view(size, 2, -1).sum(1) * batch.consts[INV_CENTRE, :, 0, None]
             centre_abs = centre.abs().sum(0) / (_K * size + 1e-6)             # (D,)
         else:
-            centre_abs = mw.new_zeros(0)
-        total, terms, orth = FrozenLoss.apply(mw, bias, batch.vectors, batch.consts, self.table_map, offset,
-                                               scale, middle, w_clip * clip, w_orth, centre_abs)
+            centre_abs = flat.new_zeros(0)
+        inputs = (batch.vectors, batch.consts, batch.own, self.table_map, offset, scale, middle, w_clip * clip,
+                  w_orth, centre_abs)
+        if with_grad:
+            total, terms, orth, grad = loss_and_grad(flat, *inputs)
+        else:
+            total, terms, orth = FrozenLoss.apply(flat, *inputs)
         if not len(centre_abs):
-            orth = orth.new_full((), float("nan"))
-        return total, terms, clip, orth
+            orth = self._nan
+        return (total, terms, clip, orth, grad) if with_grad else (total, terms, clip, orth)
 
     def losses(self, batch: PairBatch | torch.Tensor, modality_embeddings: torch.Tensor,
                discriminator_weight: torch.Tensor, discriminator_bias: torch.Tensor, weights,
@@ -335,8 +344,9 @@ class CachedPairs:
             batch = self.batch(batch)
         if isinstance(weights, LossWeights):
             weights = weights_list(weights)
-        mw = torch.cat([modality_embeddings, discriminator_weight]).float()
-        total, terms, clip, orth = self.step_losses(batch, mw, discriminator_bias.float(), weights, all_terms)
+        flat = torch.cat([modality_embeddings.reshape(-1), discriminator_weight.reshape(-1),
+                          discriminator_bias.reshape(-1)]).float()
+        total, terms, clip, orth = self.step_losses(batch, flat, weights, all_terms)
         semantic, discriminator, reconstruction = terms.unbind()
         return {"clip": clip, "semantic": semantic, "discriminator": discriminator,
                 "reconstruction": reconstruction, "orthogonal": orth, "total": total}

@@ -16,7 +16,7 @@ AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 SELECTION_METRICS = ("val_map", "val_total")
 # Fields that may change when a run is resumed (they do not change the result of a step).
 RESUMABLE_CHANGES = ("epochs", "max_steps", "num_workers", "preload_images", "embed_batch_size",
-                     "cache_dir", "frozen_threads")
+                     "cache_dir", "frozen_threads", "frozen_prefetch")
 
 
 @dataclass
@@ -44,6 +44,8 @@ class TrainConfig:
         first by file name); None keeps all. For quick runs.
     cache_dir: embedding cache for frozen mode (None = ``<artifacts>/embeddings``).
     frozen_threads: intra-op threads of the frozen-mode step loop (tiny tensors: 1 is fastest).
+    frozen_prefetch: batches gathered ahead by a background thread in frozen mode (0: none; it
+        pays off only when a core is free: with every core busy the thread switching costs more).
     init_checkpoint: start from this mars_lite checkpoint (backbone, M and classifier) instead of
         ``model``/``pretrained`` -- e.g. frozen-mode training on top of a paper-mode run. Its
         training classes must not include an unseen class of the split.
@@ -77,6 +79,7 @@ class TrainConfig:
     max_images_per_class: int | None = None
     cache_dir: str | None = None
     frozen_threads: int = 1
+    frozen_prefetch: int = 0
     init_checkpoint: str | None = None
 
     def validate(self) -> None:
@@ -87,6 +90,8 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"'{name}' must be one of {list(allowed)}, got {getattr(self, name)!r}")
         positive = ("epochs", "batch_size", "val_every", "embed_batch_size", "frozen_threads")
+        if self.frozen_prefetch < 0:
+            raise ValueError(f"'frozen_prefetch' must be >= 0, got {self.frozen_prefetch}")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")

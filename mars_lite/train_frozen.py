@@ -3,12 +3,13 @@
 The image embeddings come from :func:`mars_lite.embed_cache.embed_items` (keyed by model config,
 backbone weights and preprocessing, so a stale cache is never used) and the captions from
 ``embed_texts``. A step is the inner-product loss of :mod:`mars_lite.frozen_loss` and an AdamW
-update. The trainable tensors -- M (4, D), W (4, D), bias (4,) -- live in one flat parameter, so
-the update is a handful of tensor operations instead of an optimizer loop over parameter lists
-(:class:`FlatAdamW`, the same arithmetic as ``torch.optim.AdamW``). At most ~8.2k numbers train,
-so each step is a few hundred microseconds of small operations; the loop runs them on one
-thread (``torch.set_num_threads(1)`` inside :meth:`FrozenEngine.running`) because intra-op threads
-only add synchronisation at this size.
+update. With one process the gradient comes straight from the hand-written backward
+(:func:`mars_lite.frozen_grad.loss_and_grad`, no autograd graph); with several, autograd runs
+through DDP so that its hooks average the gradients. The trainable tensors -- M (4, D), W (4, D),
+bias (4,) -- live in one flat parameter, so the update is a handful of tensor operations
+(:class:`FlatAdamW`, the same arithmetic as ``torch.optim.AdamW``). A step is a few hundred
+microseconds of small operations; the loop runs them on one intra-op thread
+(:meth:`FrozenEngine.running`) because more threads only add synchronisation at this size.
 """
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ class FlatAdamW:
         self.step_count = 0
 
     @torch.no_grad()
-    def step(self, lr: float | None = None) -> None:
+    def step(self, lr: float | None = None, grad: torch.Tensor | None = None) -> None:
+        """One update with ``grad`` (default: the parameter's ``.grad``)."""
         lr = self.lr if lr is None else lr
-        grad = self.param.grad
+        grad = self.param.grad if grad is None else grad
         beta1, beta2 = self.betas
         self.step_count += 1
         self.param.mul_(1 - lr * self.weight_decay)
@@ -81,14 +83,9 @@ class FrozenHead(nn.Module):
         return (self.flat[:k * width].view(k, width), self.flat[k * width:2 * k * width].view(k, width),
                 self.flat[2 * k * width:])
 
-    def forward(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(differentiable total, (6,) detached losses in the order ``LOSS_KEYS``)."""
-        k, width = self.shape
-        mw = self.flat[:2 * k * width].view(2 * k, width)                      # [M; W]
-        total, terms, clip, orth = self.pairs.step_losses(batch, mw, self.flat[2 * k * width:], self.weights)
-        with torch.no_grad():
-            report = torch.cat([clip.view(1), terms, orth.view(1), total.view(1)])
-        return total, report
+    def forward(self, batch: PairBatch):
+        """(total, terms, clip, orthogonal) of the batch; total is differentiable (autograd)."""
+        return self.pairs.step_losses(batch, self.flat, self.weights)
 
     @torch.no_grad()
     def copy_to(self, model) -> None:
@@ -119,12 +116,12 @@ class FrozenEngine:
         dist: process information; with several processes the head is wrapped in DDP and every
             rank computes the loss of the whole global batch (the embeddings are constants held
             by every rank, so gathering the batch's row indices is gathering its embeddings).
-        threads: intra-op threads while stepping.
+        threads: intra-op threads while stepping; prefetch: batches gathered ahead in a thread.
     """
 
     def __init__(self, model, pairs: CachedPairs, weights: list[float], lr: float, weight_decay: float,
-                 dist: DistInfo = DistInfo(), threads: int = 1):
-        self.model, self.pairs, self.dist, self.threads = model, pairs, dist, threads
+                 dist: DistInfo = DistInfo(), threads: int = 1, prefetch: int = 0):
+        self.model, self.pairs, self.dist, self.threads, self.prefetch = model, pairs, dist, threads, prefetch
         self.head = FrozenHead(model, pairs, weights).to(pairs.image_embeds.device)
         self.module = self.head
         if dist.enabled:
@@ -139,19 +136,31 @@ class FrozenEngine:
         if self.dist.enabled:  # (W * S, B_local) in rank order -> (S, W * B_local)
             gathered = gather_plain(order, self.dist).view(self.dist.world_size, *order.shape)
             order = gathered.permute(1, 0, 2).reshape(order.shape[0], -1)
-        return self.pairs.epoch(order[start:])
+        return self.pairs.epoch(order[start:], prefetch=self.prefetch)
 
     def running(self):
         """Context to run steps in (sets the intra-op thread count)."""
         return _threads(self.threads)
 
-    def step(self, batch: PairBatch, lr_scale: float) -> torch.Tensor:
-        """One optimizer step at ``lr * lr_scale``; returns the (6,) detached losses (``LOSS_KEYS``)."""
-        total, report = self.module(batch)
-        total.backward()
-        self.optimizer.step(self.lr * lr_scale)
+    def step(self, batch: PairBatch, lr_scale: float):
+        """One optimizer step at ``lr * lr_scale``; returns the batch's (clip, terms, orthogonal,
+        total) losses, detached (see :meth:`loss_table`)."""
+        if self.dist.enabled:  # through DDP, whose autograd hooks average the gradients
+            total, terms, clip, orth = self.module(batch)
+            total.backward()
+            grad = self.head.flat.grad
+        else:  # one process: the hand-written gradient directly, no autograd graph
+            total, terms, clip, orth, grad = self.pairs.step_losses(batch, self.head.flat.detach(), self.head.weights,
+                                                                    with_grad=True)
+        self.optimizer.step(self.lr * lr_scale, grad)
         self.optimizer.zero_grad()
-        return report
+        return clip, terms.detach(), orth.detach(), total.detach()
+
+    @staticmethod
+    def loss_table(reports: list) -> torch.Tensor:
+        """(S, 6) losses in the order ``LOSS_KEYS`` from the reports of S steps."""
+        clip, terms, orth, total = (torch.stack(part) for part in zip(*reports))
+        return torch.cat([clip[:, None], terms, orth[:, None], total[:, None]], 1)
 
     def sync_model(self) -> None:
         self.head.copy_to(self.model)

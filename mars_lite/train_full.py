@@ -173,6 +173,11 @@ class FullEngine:
             self.optimizer.step()
         return torch.stack([values[k].detach().float() for k in LOSS_KEYS])
 
+    @staticmethod
+    def loss_table(reports: list) -> torch.Tensor:
+        """(S, 6) losses in the order ``LOSS_KEYS`` from the (6,) reports of S steps."""
+        return torch.stack(reports)
+
     def sync_model(self) -> None:
         """Nothing to copy: the model's own parameters train."""
 

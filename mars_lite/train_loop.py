@@ -222,12 +222,12 @@ class TrainingRun:
                 if bar is not None:
                     bar.update(1)
                     if self.position % 10 == 0:
-                        bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
+                        bar.set_postfix(loss=f"{float(self.engine.loss_table([losses])[0, -1]):.4f}")
                 if max_steps is not None and self.global_step >= max_steps and self.position < self.steps_per_epoch:
                     break
         if bar is not None:
             bar.close()
-        self.history.add_steps(_step_table(rows))
+        self.history.add_steps(_step_table(rows, self.engine))
         if self.position < self.steps_per_epoch:  # stopped by max_steps inside the epoch
             self.stopped_early = True
             self._write(None)
@@ -248,11 +248,11 @@ class TrainingRun:
         return False
 
 
-def _step_table(rows: list) -> torch.Tensor:
-    """(S, len(STEP_COLUMNS)) float64 from (step, epoch, lr, (6,) losses) tuples."""
+def _step_table(rows: list, engine) -> torch.Tensor:
+    """(S, len(STEP_COLUMNS)) float64 from (step, epoch, lr, loss report) tuples."""
     if not rows:
         return torch.empty(0, len(STEP_COLUMNS), dtype=torch.float64)
-    losses = torch.stack([r[3] for r in rows]).double().cpu()
+    losses = engine.loss_table([r[3] for r in rows]).double().cpu()
     meta = torch.tensor([[r[0], r[1], r[2]] for r in rows], dtype=torch.float64)
     return torch.cat([meta, losses], 1)
 

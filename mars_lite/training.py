@@ -148,7 +148,8 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
             train_captions = captions[[caption_map[t] for t in rows.captions]]
             pairs = CachedPairs(emb[:len(rows)], train_captions, rows.caption_index, rows.image_ids,
                                 rows.caption_ids, logit_scale=logit_scale)
-            engine = FrozenEngine(model, pairs, weights, cfg.lr, cfg.weight_decay, dist, cfg.frozen_threads)
+            engine = FrozenEngine(model, pairs, weights, cfg.lr, cfg.weight_decay, dist, cfg.frozen_threads,
+                                  cfg.frozen_prefetch)
             if val_rows is not None:
                 val_captions = captions[[caption_map[t] for t in val_rows.captions]]
                 vset = validation_set(val_rows, emb[len(rows):], val_captions, logit_scale)
@@ -220,7 +221,8 @@ def train_on_embeddings(model, image_embeds: torch.Tensor, caption_embeds: torch
     device = model.device
     pairs = CachedPairs(image_embeds.to(device), caption_embeds.to(device), caption_index, image_ids, caption_ids,
                         logit_scale=float(model.logit_scale))
-    engine = FrozenEngine(model, pairs, cfg.weights, cfg.lr, cfg.weight_decay, threads=cfg.frozen_threads)
+    engine = FrozenEngine(model, pairs, cfg.weights, cfg.lr, cfg.weight_decay, threads=cfg.frozen_threads,
+                          prefetch=cfg.frozen_prefetch)
     meta = {"classes_seen": sorted(set(classes_seen or labels)), "extra": {"mode": "frozen", "train_config": asdict(cfg)}}
     return _execute(model, engine, list(labels), cfg, DistInfo(), out_dir, None, meta, None, _log_fn(verbose), progress)
 

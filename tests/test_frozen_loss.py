@@ -8,6 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mars_lite import frozen_grad
+from mars_lite.frozen_kernel import available as kernel_available
 from mars_lite.frozen_loss import CachedPairs, frozen_losses
 from mars_lite.losses import PAPER_WEIGHTS, TERMS, compute_losses
 from mars_lite.train_frozen import FlatAdamW
@@ -16,6 +18,15 @@ RTOL, ATOL = 1e-4, 1e-6
 PARAMS = ("modality_embeddings", "discriminator_weight", "discriminator_bias")
 PARITY_KEYS = {"clip": "clip_loss", "semantic": "semantic_center_loss", "reconstruction": "reconstruct_loss",
                "discriminator": "discriminator_loss", "orthogonal": "orthogonal_loss", "total": "weighted_loss"}
+
+
+@pytest.fixture(params=["kernel", "tensor"], autouse=True)
+def algebra_path(request, monkeypatch):
+    """Every test runs with the compiled per-row loop and with the tensor-operation version."""
+    if request.param == "kernel" and not kernel_available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(frozen_grad, "USE_KERNEL", request.param == "kernel")
+    return request.param
 
 
 def _values_and_grads(fn, case, weights):
@@ -109,8 +120,8 @@ def test_cached_pairs_batches_equal_compute_losses_on_gathered_rows():
 
 
 def test_clip_term_paths_agree_with_compute_losses():
-    """Streamed exp table (each row once per epoch), gathered rows (rows repeat, as with the
-    class-balanced sampler) and direct log-sum-exp all give compute_losses' CLIP term."""
+    """The exp-table sums and the direct log-sum-exp give compute_losses' CLIP term, also when
+    rows repeat within a batch (class-balanced sampling draws with replacement)."""
     images, captions, cap_index, image_ids, caption_ids = _shared_caption_set(seed=3)
     pairs = CachedPairs(images, captions, cap_index, image_ids, caption_ids)
     assert pairs.exp_table is not None
@@ -185,3 +196,19 @@ def test_flat_adamw_matches_torch_adamw():
     again = FlatAdamW(ours.detach().clone(), lr=5e-3, weight_decay=0.1)
     again.load_state_dict(state)
     assert again.step_count == 5 and torch.equal(again.exp_avg_sq, flat.exp_avg_sq)
+
+
+@pytest.mark.parametrize("weights", [PAPER_WEIGHTS, (1.0, 0.5, 0.3, 0.2, 0.1)])
+def test_direct_gradient_equals_autograd_path(weights):
+    """Single-process training takes the gradient without autograd; DDP goes through autograd."""
+    images, captions, cap_index, image_ids, caption_ids = _shared_caption_set(seed=5)
+    pairs = CachedPairs(images, captions, cap_index, image_ids, caption_ids)
+    g = torch.Generator().manual_seed(3)
+    flat = torch.cat([torch.randn(64, generator=g), torch.randn(64, generator=g) / 4, torch.randn(4, generator=g)])
+    batch = next(pairs.epoch(torch.arange(40).view(1, 40), prefetch=0))
+    leaf = flat.clone().requires_grad_(True)
+    total, terms, clip, orth = pairs.step_losses(batch, leaf, weights)
+    total.backward()
+    direct = pairs.step_losses(batch, flat, weights, with_grad=True)
+    assert torch.allclose(direct[0], total.detach()) and torch.allclose(direct[1], terms.detach())
+    assert torch.allclose(direct[4], leaf.grad, rtol=1e-5, atol=1e-7)
