@@ -1,0 +1,69 @@
+"""Presenter mode: config through the environment, the Voilà command, the app it builds.
+
+Serving the app in a browser is tested in test_browser.py.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mars_lite import demo
+from mars_lite.cli import main
+
+
+def test_config_travels_through_environment_variables():
+    config = demo.DemoConfig(model="ViT-B-32", checkpoint="/ckpt/best.safetensors", seed=3, gallery="/data/sketchy",
+                             benchmark="sketchy", split="sketchy_split2", k=5)
+    env = config.to_env()
+    assert env["MARS_LITE_DEMO_MODEL"] == "ViT-B-32" and env["MARS_LITE_DEMO_K"] == "5"
+    assert "MARS_LITE_DEMO_INDEX" not in env  # unset fields stay unset
+    assert demo.DemoConfig.from_env(env) == config
+    assert demo.DemoConfig.from_env({}) == demo.DemoConfig()
+    assert config.gallery_name() == "sketchy: sketchy (sketchy_split2 unseen)"
+
+
+def test_voila_command_serves_the_packaged_app_on_localhost():
+    cmd = demo.voila_command(8899, open_browser=False)
+    assert demo.APP_NOTEBOOK.is_file() and str(demo.APP_NOTEBOOK) in cmd
+    assert "--port=8899" in cmd and "--Voila.ip=127.0.0.1" in cmd and "--no-browser" in cmd
+    assert "--no-browser" not in demo.voila_command(8899, open_browser=True)
+    cells = json.loads(demo.APP_NOTEBOOK.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert len(code) == 1 and "build_demo_app()" in "".join(code[0]["source"])
+    assert all(not c.get("outputs") for c in code)
+
+
+def test_cli_refuses_missing_checkpoint_and_index(tmp_path, capsys):
+    assert main(["demo", "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["demo", "--index", str(tmp_path)]) == 2
+    assert "not a gallery index" in capsys.readouterr().err
+
+
+def test_default_demo_app_answers_a_sketch_offline(tmp_path, mini_sbir):
+    config = demo.DemoConfig(cache_dir=str(tmp_path / "cache"))
+    app = demo.build_demo_app(config)
+    try:
+        assert app.searcher.gallery_names == ["mini_sbir"]
+        assert app.searcher.is_built("mini_sbir")  # warmed up: the first stroke does not wait for embedding
+        assert len(app.searcher.gallery("mini_sbir")) == 660
+        app.pad.load_image(sorted((mini_sbir / "sketch" / "pizza").glob("*.png"))[0])
+        result = app.wait(60)
+        assert result is not None and len(result.indices) == 10 and result.gallery == "mini_sbir"
+    finally:
+        app.close()
+
+
+def test_a_saved_index_is_used_and_checked_against_the_model(tmp_path, mini_sbir):
+    assert main(["index", "build", "--data", str(mini_sbir), "--split", "mini_sbir", "--out", str(tmp_path / "ix"),
+                 "--cache", str(tmp_path / "cache"), "--approximate", "none"]) == 0
+    app = demo.build_demo_app(demo.DemoConfig(index=str(tmp_path / "ix"), cache_dir=str(tmp_path / "cache")))
+    try:
+        name = app.searcher.gallery_names[0]
+        assert name == "index: ix" and len(app.searcher.gallery(name)) == 300
+    finally:
+        app.close()
+    from mars_lite.index import ModelMismatchError
+    with pytest.raises(ModelMismatchError):
+        demo.build_demo_app(demo.DemoConfig(index=str(tmp_path / "ix"), seed=7))
