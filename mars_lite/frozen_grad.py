@@ -56,19 +56,26 @@ def _prepare(flat, vectors, table_map):
     return mw, bias, proj, table
 
 
+_BUFFERS: dict = {}  # kernel outputs by batch size, reused (each step consumes them at once)
+
+
 def _kernel_pass(proj, table, consts, own, bias, coefficients=None):
     """Sums (3,) from the compiled loop; with ``coefficients`` (a_sem, a_disc, a_rec) also
     d proj (8, B, 2), d table (21, 4) and d bias (4,) of their weighted sum."""
-    sums = np.zeros(3)
+    size = proj.shape[1]
+    if size not in _BUFFERS:
+        _BUFFERS[size] = (np.zeros(4), np.zeros(3 + _K), np.zeros((2 * _K, size, 2), np.float32),
+                          np.zeros((TABLE, _K), np.float32))
+    flags, small, d_proj, d_table = _BUFFERS[size]
     want = coefficients is not None
-    d_proj = torch.zeros_like(proj) if want else proj.new_zeros(0, 0, 0)
-    d_table = torch.zeros_like(table) if want else table.new_zeros(0, 0)
-    d_bias = np.zeros(_K) if want else np.zeros(0)
-    a_sem, a_disc, a_rec = coefficients if want else (0.0, 0.0, 0.0)
-    frozen_kernel.kernel()(proj.numpy(), table.numpy(), consts.numpy(), own.numpy(), bias.numpy(), a_sem, a_disc,
-                           a_rec, want, sums, d_proj.numpy(), d_table.numpy(), d_bias)
-    sums = torch.from_numpy(sums).to(proj.dtype)
-    return (sums, d_proj, d_table, torch.from_numpy(d_bias).to(proj.dtype)) if want else sums
+    flags[:3] = coefficients if want else 0.0
+    flags[3] = 1.0 if want else 0.0
+    frozen_kernel.kernel()(proj.numpy(), table.numpy(), consts.numpy(), own.numpy(), bias.numpy(), flags, small,
+                           d_proj, d_table)
+    out = torch.from_numpy(small).to(proj.dtype)                           # a copy: the buffer is reused
+    if not want:
+        return out[:3]
+    return out[:3], torch.from_numpy(d_proj), torch.from_numpy(d_table), out[3:]
 
 
 def _torch_pass(proj, table, consts, bias):

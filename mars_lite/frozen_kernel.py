@@ -34,13 +34,23 @@ def _build():
     import numba
 
     @numba.njit(cache=True, fastmath=False)
-    def rows(proj, table, consts, own, bias, a_sem, a_disc, a_rec, want_grad, sums, d_proj, d_table, d_bias):
-        """Fill ``sums`` = [sum cos_sem, sum kept CE, sum cos_rec]; with ``want_grad`` also the
-        gradients of ``a_sem * sums[0] + a_disc * sums[1] + a_rec * sums[2]``."""
+    def rows(proj, table, consts, own, bias, coefficients, small, d_proj, d_table):
+        """Fill ``small[:3]`` = [sum cos_sem, sum kept CE, sum cos_rec]. When ``coefficients[3]``
+        is nonzero, also the gradients of ``a_sem * sums[0] + a_disc * sums[1] + a_rec * sums[2]``
+        (``coefficients[:3]``): d proj, d table and d bias (``small[3:]``); outputs are zeroed here."""
+        a_sem, a_disc, a_rec = coefficients[0], coefficients[1], coefficients[2]
+        want_grad = coefficients[3] != 0.0
+        small[:] = 0.0
+        if want_grad:
+            d_proj[:] = 0.0
+            d_table[:] = 0.0
+        d_bias = small[3:]
         k_count = 4
         eps = 1e-12
         size = proj.shape[1]
-        logits = np.empty(k_count)
+        logits = np.empty((k_count, k_count))
+        expd = np.empty((k_count, k_count))
+        totals = np.empty(k_count)
         inv = np.empty(k_count)
         d_xm = np.empty(k_count)
         d_ym = np.empty(k_count)
@@ -62,44 +72,47 @@ def _build():
                 sem_sum += sem_num * inv0 * inv_c
                 rec_num = proj[q, i, 1 - s] - ym_o + xy
                 rec_sum += rec_num * inv[q] * inv_y
-                if want_grad:
-                    for k in range(k_count):
-                        d_xm[k] = 0.0
-                        d_ym[k] = 0.0
-                    d_base = 0.0
+                # classifier on the converted vectors x - m_o + m_k, k != o; CE summed over k
+                # (the logs of the three partition sums are taken as one log of their product)
+                product = 1.0
                 for k in range(k_count):
                     if k == o:
                         continue
                     top = -1e300
                     for l in range(k_count):
-                        logits[l] = (proj[4 + l, i, s] + table[5 + 4 * k + l, o]) * inv[k] + bias[l]
-                        top = max(top, logits[l])
+                        logits[k, l] = (proj[4 + l, i, s] + table[5 + 4 * k + l, o]) * inv[k] + bias[l]
+                        top = max(top, logits[k, l])
                     total = 0.0
                     for l in range(k_count):
-                        total += math.exp(logits[l] - top)
-                    ce_sum += math.log(total) + top - logits[k]
-                    if want_grad:
-                        d_inv = 0.0
+                        expd[k, l] = math.exp(logits[k, l] - top)
+                        total += expd[k, l]
+                    totals[k] = total
+                    product *= total
+                    ce_sum += top - logits[k, k]
+                ce_sum += math.log(product)
+                if not want_grad:
+                    continue
+                for k in range(k_count):
+                    d_xm[k] = 0.0
+                    d_ym[k] = 0.0
+                d_base = 0.0
+                for k in range(k_count):
+                    d_inv = 0.0
+                    if k != o:
                         for l in range(k_count):
-                            d_logit = a_disc * (math.exp(logits[l] - top) / total - (1.0 if l == k else 0.0))
+                            d_logit = a_disc * (expd[k, l] / totals[k] - (1.0 if l == k else 0.0))
                             d_bias[l] += d_logit
                             d_numer = d_logit * inv[k]
                             d_table[5 + 4 * k + l, o] += d_numer
                             d_proj[4 + l, i, s] += d_numer
-                            d_inv += d_logit * (proj[4 + l, i, s] + table[5 + 4 * k + l, o])
-                        if k == q:
-                            d_inv += a_rec * rec_num * inv_y
+                            d_inv += d_logit * (logits[k, l] - bias[l]) / inv[k]
+                    if k == q:
+                        d_inv += a_rec * rec_num * inv_y
+                    if d_inv != 0.0:
                         d_sq = -0.5 * inv[k] ** 3 * d_inv
                         d_table[1 + k, o] += d_sq
                         d_xm[k] += 2.0 * d_sq
                         d_base += d_sq
-                if not want_grad:
-                    continue
-                if q == o:  # the partner shares the modality: the reconstruction's k = q was skipped above
-                    d_sq = -0.5 * inv[q] ** 3 * (a_rec * rec_num * inv_y)
-                    d_table[1 + q, o] += d_sq
-                    d_xm[q] += 2.0 * d_sq
-                    d_base += d_sq
                 d_sq0 = -0.5 * inv0 ** 3 * (a_sem * inv_c * sem_num)
                 d_table[0, o] += d_sq0
                 d_base += d_sq0
@@ -111,9 +124,9 @@ def _build():
                 for k in range(k_count):
                     d_proj[k, i, s] += d_xm[k]
                     d_proj[k, i, 1 - s] += d_ym[k]
-        sums[0] = sem_sum
-        sums[1] = ce_sum
-        sums[2] = rec_sum
+        small[0] = sem_sum
+        small[1] = ce_sum
+        small[2] = rec_sum
 
     return rows
 
