@@ -17,9 +17,10 @@ costs one thin matrix product plus algebra on (4, 4, B, 2) tensors instead of (B
 vectors. The image and caption sides are symmetric in every term, so they are stacked along a
 last axis of size 2 (source x with partner y: image -> its caption, caption -> its image).
 
-The gradient is written out by hand in :mod:`mars_lite.frozen_grad` (checked against autograd
-through ``compute_losses`` in ``tests/test_frozen_loss.py``): at these sizes a step is ~60 tiny
-tensor operations, and autograd's bookkeeping would double their cost.
+The per-row algebra and its gradient, written out by hand, live in :mod:`mars_lite.frozen_grad`
+(tensor operations; on CPU one compiled loop, :mod:`mars_lite.frozen_kernel`); both are checked
+against autograd through ``compute_losses`` in ``tests/test_frozen_loss.py``. This module holds
+the data side: cached rows, their constants, batches and the CLIP term.
 
 The CLIP term does not depend on M or the classifier; it is still reported. Captions come from a
 small table (one per class and caption kind), so ``exp(scale * z_v . z_t)`` is tabulated once for
@@ -48,6 +49,8 @@ _K = NUM_MODALITIES
 MAX_TABLE_ENTRIES = 200_000_000
 _EPOCH_CHUNK_ROWS = 4_096   # rows of the exp table gathered at once by clip_losses
 _STREAM_CHUNK_ROWS = 1_024  # rows streamed at once (the working set stays in cache)
+
+
 def weights_list(weights) -> list[float]:
     """The 5 lambdas (order of ``TERMS``) from a sequence, tensor or ``LossWeights``, checked."""
     if isinstance(weights, LossWeights):

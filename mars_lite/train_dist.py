@@ -18,6 +18,7 @@ update equals the single-process one.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -40,10 +41,6 @@ class DistInfo:
     def is_main(self) -> bool:
         """Only the main process writes checkpoints, histories and logs."""
         return self.rank == 0
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init_distributed(device: torch.device) -> DistInfo:
@@ -76,7 +73,11 @@ def gather_with_grad(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if not info.enabled:
         return tensor
     from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(tensor), 0)
+    with warnings.catch_warnings():
+        # Newer torch suggests the private _functional_collectives instead; this public,
+        # differentiable all_gather is the one open_clip's ClipLoss uses.
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(tensor), 0)
 
 
 def gather_plain(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
@@ -91,15 +92,6 @@ def gather_plain(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-def broadcast_flag(flag: bool, info: DistInfo) -> bool:
-    """The main process' value of ``flag`` on every rank (e.g. "stop now")."""
-    if not info.enabled:
-        return flag
-    value = torch.tensor([1 if flag else 0])
-    dist.broadcast(value, src=0)
-    return bool(value.item())
 
 
 def shutdown(info: DistInfo) -> None:
