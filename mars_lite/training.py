@@ -85,6 +85,55 @@ def _initial_model(cfg: TrainConfig, unseen, device):
     return model
 
 
+def _frozen_setup(model, rows, val_rows, cfg, dist, device, progress, log):
+    """Embed (or read from the cache) the training and validation images once; the engine, the
+    validator and whether the cache was used."""
+    from .frozen_loss import CachedPairs
+    from .settings import artifacts_dir
+    from .train_frozen import FrozenEngine
+    from .train_validation import embed_rows, validate, validation_set
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else artifacts_dir() / "embeddings"
+    both = build_rows(list(rows.items) + list(val_rows.items if val_rows else ()))
+    if not dist.is_main:
+        barrier(dist)  # the main process fills the cache first
+    embedded, captions = embed_rows(model, both, cache, cfg.embed_batch_size,
+                                    progress=progress_enabled(progress) and dist.is_main)
+    if dist.is_main:
+        barrier(dist)
+    log(f"embeddings {'read from' if embedded.from_cache else 'computed into'} the cache at {cache}")
+    emb, logit_scale = embedded.embeddings.to(device), float(model.logit_scale)
+    caption_map = {text: i for i, text in enumerate(both.captions)}
+    train_captions = captions[[caption_map[t] for t in rows.captions]]
+    pairs = CachedPairs(emb[:len(rows)], train_captions, rows.caption_index, rows.image_ids, rows.caption_ids,
+                        logit_scale=logit_scale)
+    engine = FrozenEngine(model, pairs, cfg.weights, cfg.lr, cfg.weight_decay, dist, cfg.frozen_threads,
+                          cfg.frozen_prefetch)
+    validator = None
+    if val_rows is not None:
+        val_captions = captions[[caption_map[t] for t in val_rows.captions]]
+        vset = validation_set(val_rows, emb[len(rows):], val_captions, logit_scale)
+
+        def validator(m):
+            return validate(vset, m, cfg.weights, cfg.batch_size, cfg.seed, cfg.retrieval_kind, cfg.metric_convention)
+    return engine, validator, embedded.from_cache
+
+
+def _full_setup(model, rows, val_rows, cfg, dist, device):
+    """The paper/layernorm engine and a validator that embeds the validation images each time."""
+    from .train_full import FullEngine
+    from .train_validation import embed_rows, validate, validation_set
+    engine = FullEngine(model, rows, cfg.mode, cfg.weights, cfg.lr, cfg.backbone_lr, cfg.weight_decay, cfg.amp,
+                        cfg.num_workers, cfg.preload_images, dist)
+    if val_rows is None:
+        return engine, None
+
+    def validator(m):
+        embedded, captions = embed_rows(m, val_rows, None, cfg.embed_batch_size)
+        vset = validation_set(val_rows, embedded.embeddings.to(device), captions, float(m.logit_scale))
+        return validate(vset, m, cfg.weights, cfg.batch_size, cfg.seed, cfg.retrieval_kind, cfg.metric_convention)
+    return engine, validator
+
+
 def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: bool = False,
           progress: bool | None = None, verbose: bool = True, **overrides) -> TrainResult:
     """Train a model and write checkpoints to ``out_dir``.
@@ -101,8 +150,6 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
     Returns:
         a :class:`TrainResult` (history for loss curves, checkpoint paths).
     """
-    from .train_validation import embed_rows, validate, validation_set
-
     started = time.perf_counter()
     if data_root is None or out_dir is None:
         raise ValueError("train() needs data_root (dataset folder) and out_dir (where checkpoints go)")
@@ -128,44 +175,10 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
         model = _initial_model(cfg, parts.unseen, device)
         if state is not None:
             model.load_state_dict(state["model"], strict=False)
-        weights, from_cache, validator = cfg.weights, None, None
-        logit_scale = float(model.logit_scale)
         if cfg.mode == "frozen":
-            from .frozen_loss import CachedPairs
-            from .settings import artifacts_dir
-            from .train_frozen import FrozenEngine
-            cache = Path(cfg.cache_dir) if cfg.cache_dir else artifacts_dir() / "embeddings"
-            both = build_rows(list(rows.items) + list(val_rows.items if val_rows else ()), parts.unseen)
-            if not dist.is_main:
-                barrier(dist)  # the main process fills the cache first
-            embedded, captions = embed_rows(model, both, cache, cfg.embed_batch_size,
-                                              progress=progress_enabled(progress) and dist.is_main)
-            if dist.is_main:
-                barrier(dist)
-            from_cache = embedded.from_cache
-            emb = embedded.embeddings.to(device)
-            caption_map = {text: i for i, text in enumerate(both.captions)}
-            train_captions = captions[[caption_map[t] for t in rows.captions]]
-            pairs = CachedPairs(emb[:len(rows)], train_captions, rows.caption_index, rows.image_ids,
-                                rows.caption_ids, logit_scale=logit_scale)
-            engine = FrozenEngine(model, pairs, weights, cfg.lr, cfg.weight_decay, dist, cfg.frozen_threads,
-                                  cfg.frozen_prefetch)
-            if val_rows is not None:
-                val_captions = captions[[caption_map[t] for t in val_rows.captions]]
-                vset = validation_set(val_rows, emb[len(rows):], val_captions, logit_scale)
-                validator = lambda m: validate(vset, m, weights, cfg.batch_size, cfg.seed,  # noqa: E731
-                                               cfg.retrieval_kind, cfg.metric_convention)
-            log(f"embeddings {'read from' if from_cache else 'computed into'} the cache at {cache}")
+            engine, validator, from_cache = _frozen_setup(model, rows, val_rows, cfg, dist, device, progress, log)
         else:
-            from .train_full import FullEngine
-            engine = FullEngine(model, rows, cfg.mode, weights, cfg.lr, cfg.backbone_lr, cfg.weight_decay,
-                                cfg.amp, cfg.num_workers, cfg.preload_images, dist)
-            if val_rows is not None:
-                def validator(m):
-                    embedded, captions = embed_rows(m, val_rows, None, cfg.embed_batch_size)
-                    vset = validation_set(val_rows, embedded.embeddings.to(device), captions, logit_scale)
-                    return validate(vset, m, weights, cfg.batch_size, cfg.seed, cfg.retrieval_kind,
-                                    cfg.metric_convention)
+            (engine, validator), from_cache = _full_setup(model, rows, val_rows, cfg, dist, device), None
         meta = {"classes_seen": list(parts.seen),
                 "extra": {"mode": cfg.mode, "split": parts.split_name, "unseen": list(parts.unseen),
                           "val_rule": {"fraction": parts.val_rule.fraction, "salt": parts.val_rule.salt},
