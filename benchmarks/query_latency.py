@@ -5,6 +5,8 @@
    ``SketchSearcher.query_strokes``: rasterise, preprocess + encode, retrieval kind, exact search.
    Models: ``tiny`` and ``ViT-B-32`` (random weights: latency does not depend on them). Galleries of
    10,000 and 100,000 photos with random embeddings (exact search does not care what they are).
+   ViT-B-32 is timed again with bfloat16 autocast when the CPU has native bf16 (then the top-10
+   overlap with the float32 query is reported too).
 2. Search alone over 1,000,000 photos with a faiss IVF-Flat index (inner product), single queries,
    and its recall@10 against exact search. Random Gaussian vectors have no neighbourhood structure
    and are the worst case for any ANN index; real embeddings cluster by class, so the gallery here
@@ -37,7 +39,7 @@ import torch  # noqa: E402
 
 from mars_lite import settings  # noqa: E402
 from mars_lite.index import GalleryIndex, load_model  # noqa: E402
-from mars_lite.live_query import SketchSearcher  # noqa: E402
+from mars_lite.live_query import SketchSearcher, bf16_supported  # noqa: E402
 from mars_lite.search import build_faiss_index, exact_topk, faiss_search, recall_at_k  # noqa: E402
 from mars_lite.strokes import trace_strokes  # noqa: E402
 
@@ -83,8 +85,9 @@ def recorded_strokes(count: int) -> list[list[np.ndarray]]:
     return [trace_strokes(Image.open(p)) for p in chosen]
 
 
-def stroke_to_top10(model_name: str, sizes: list[int], queries: list, threads: int, seed: int) -> dict:
-    """p50/p95 of stroke end -> top-10 for one model and each gallery size."""
+def stroke_to_top10(model_name: str, sizes: list[int], queries: list, threads: int, seed: int,
+                    autocast: torch.dtype | None = None) -> dict:
+    """p50/p95 of stroke end -> top-10 for one model and each gallery size (optionally bf16 autocast)."""
     model = load_model(model_name, pretrained=None, seed=seed)
     dim = model.embed_dim
     centres = unit_centres(1000, dim, seed)
@@ -93,10 +96,11 @@ def stroke_to_top10(model_name: str, sizes: list[int], queries: list, threads: i
         embeddings = torch.from_numpy(clustered_unit_vectors(size, dim, centres, 0.75, seed + size))
         labels = [f"class{i % 1000}" for i in range(size)]
         index = GalleryIndex.from_photo_embeddings(embeddings, model, [f"random/{i}" for i in range(size)], labels)
-        searcher = SketchSearcher(model, {"random": index}, k=10, threads=threads)
+        searcher = SketchSearcher(model, {"random": index}, k=10, threads=threads, autocast=autocast)
+        reference = SketchSearcher(model, {"random": index}, k=10, threads=threads) if autocast else None
         for strokes in queries[:5]:  # warm-up: first calls allocate
             searcher.query_strokes(strokes, "converted")
-        totals, parts = [], {"rasterise": [], "encode": [], "search": []}
+        totals, parts, overlap = [], {"rasterise": [], "encode": [], "search": []}, []
         for strokes in queries:
             start = time.perf_counter()
             result = searcher.query_strokes(strokes, "converted")
@@ -104,7 +108,11 @@ def stroke_to_top10(model_name: str, sizes: list[int], queries: list, threads: i
             assert result is not None and len(result.indices) == 10
             for part in parts:
                 parts[part].append(result.timings[part] / 1e3)
-        key = f"{model_name.lower().replace('-', '_')}_{size // 1000}k"
+            if reference is not None:  # same top-10 as float32? (not timed)
+                overlap.append(len(set(result.indices) & set(reference.query_strokes(strokes).indices)) / 10)
+        key = f"{model_name.lower().replace('-', '_')}_{size // 1000}k" + ("_bf16" if autocast else "")
+        if overlap:
+            figures[f"{key}_top10_overlap_with_fp32"] = round(float(np.mean(overlap)), 4)
         figures[f"{key}_p50_ms"], figures[f"{key}_p95_ms"] = percentiles_ms(totals)
         for part, values in parts.items():
             figures[f"{key}_{part}_p50_ms"] = percentiles_ms(values)[0]
@@ -178,6 +186,8 @@ def main() -> None:
     parser.add_argument("--nlist", type=int, default=1024)
     parser.add_argument("--nprobes", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128])
     parser.add_argument("--no-gaussian", action="store_true", help="skip the structureless worst-case gallery")
+    parser.add_argument("--bf16-models", nargs="*", default=["ViT-B-32"],
+                        help="models also timed with bfloat16 autocast, when the CPU supports it natively")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -195,6 +205,9 @@ def main() -> None:
     with torch.inference_mode():
         for model_name in args.models:
             figures.update(stroke_to_top10(model_name, args.sizes, queries, args.threads, args.seed))
+        figures["bf16_supported"] = bf16_supported()
+        for model_name in args.bf16_models if figures["bf16_supported"] else []:
+            figures.update(stroke_to_top10(model_name, args.sizes, queries, args.threads, args.seed, torch.bfloat16))
     figures.update(faiss_benchmarks(args.faiss_n, 512, args.nlist, args.nprobes, args.queries, args.seed,
                                     gaussian=not args.no_gaussian))
     figures["load_average_at_end"] = round(os.getloadavg()[0], 2)

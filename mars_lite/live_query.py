@@ -72,10 +72,14 @@ class SketchSearcher:
         threads: torch intra-op threads for a query (set on the thread that runs it; OpenMP keeps
             the setting per thread). One image through the tiny model is fastest on 1 thread;
             ``None`` keeps torch's setting.
+        autocast: e.g. ``torch.bfloat16`` to encode under autocast (``bf16_supported()`` says whether
+            the CPU does it natively: ~1.7x faster for ViT-B-32 here, cosine 0.9999 to float32).
+            ``None`` (default) encodes in float32.
     """
 
     def __init__(self, model, galleries: Mapping[str, GalleryLike], k: int = 10,
-                 style: RasterStyle = DEFAULT_STYLE, approximate: int = 200_000, threads: int | None = None):
+                 style: RasterStyle = DEFAULT_STYLE, approximate: int = 200_000, threads: int | None = None,
+                 autocast: torch.dtype | None = None):
         if not galleries:
             raise ValueError("give at least one gallery (name -> GalleryIndex or a callable building one)")
         self.model = model
@@ -83,6 +87,7 @@ class SketchSearcher:
         self.style = style
         self.approximate_from = approximate
         self.threads = threads
+        self.autocast = autocast
         self._sources: dict[str, GalleryLike] = dict(galleries)
         self._built: dict[str, GalleryIndex] = {}
         self._lock = threading.Lock()
@@ -122,7 +127,9 @@ class SketchSearcher:
         if self.threads and previous != self.threads:
             torch.set_num_threads(self.threads)
         try:
-            z = self.model.encode_sketch(images)
+            with torch.autocast(self.model.device.type, dtype=self.autocast or torch.bfloat16,
+                                enabled=self.autocast is not None):
+                z = self.model.encode_sketch(images).float()
             return self.model.retrieval_embedding(z, "sketch", kind).float().cpu()
         finally:
             if previous != torch.get_num_threads():
@@ -171,6 +178,14 @@ class SketchSearcher:
         result.timings["rasterise"] = (t1 - t0) * 1e3
         result.timings["total"] = (time.perf_counter() - t0) * 1e3
         return result
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 matmuls natively (oneDNN with AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 class LatestQueryRunner:

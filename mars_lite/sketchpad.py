@@ -271,15 +271,16 @@ class SketchSearchApp:
 
 
 def live_sketch_app(model, galleries: Mapping[str, object], k: int = 10, kind: str = "converted",
-                    cache_dir: str | Path | None = None, pad_size: int = 320) -> SketchSearchApp:
+                    cache_dir: str | Path | None = None, pad_size: int = 320, **searcher_options) -> SketchSearchApp:
     """Build the app for ``model`` and named galleries (GalleryIndex or callables building one).
 
-    Folders added from the panel are embedded through the embedding cache in ``cache_dir``.
+    Folders added from the panel are embedded through the embedding cache in ``cache_dir``;
+    ``searcher_options`` go to ``SketchSearcher`` (``threads``, ``autocast``, ``approximate``).
     """
     from .index import gallery_dataset, photo_index_from_items
 
     def folder_gallery(folder: str):
         return lambda: photo_index_from_items(model, gallery_dataset(folder), cache_dir, meta={"data": folder})
 
-    return SketchSearchApp(SketchSearcher(model, galleries, k=k), kind=kind, pad_size=pad_size,
+    return SketchSearchApp(SketchSearcher(model, galleries, k=k, **searcher_options), kind=kind, pad_size=pad_size,
                            folder_gallery=folder_gallery)

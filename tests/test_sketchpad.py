@@ -200,6 +200,16 @@ def test_results_arrive_on_a_worker_thread_while_the_pad_stays_free(tiny, galler
     runner.close()
 
 
+def test_bfloat16_autocast_encodes_nearly_like_float32(tiny, gallery, real_sketch):
+    import torch
+
+    image = normalize_sketch_image(real_sketch)
+    exact = SketchSearcher(tiny, {"mini_sbir": gallery}).embed([image], "semantic")
+    fast = SketchSearcher(tiny, {"mini_sbir": gallery}, autocast=torch.bfloat16).embed([image], "semantic")
+    assert fast.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(exact, fast).item() > 0.999
+
+
 # ------------------------------------------------------------------ robustness
 _coordinate = st.one_of(
     st.floats(-200, 800, allow_nan=False),
