@@ -27,6 +27,7 @@ WIDTH = 21
 TABLE = 1 + _K + _K * _K   # per own modality o: |m_o|^2, |m_k - m_o|^2 (k), (m_k - m_o).w_l (k, l)
 _EPS = 1e-12
 _EYE = torch.eye(_K).view(_K, _K, 1, 1)  # picks the target logit k = l (contiguous, unlike .diagonal)
+_ZERO = torch.zeros(())
 # Run the per-row algebra in the compiled loop on CPU (tests switch it off to check both paths).
 USE_KERNEL = True
 
@@ -160,7 +161,7 @@ def _finish(sums, offset, scale, middle, clip_part, w_orth, centre_abs, mw):
     """terms (3,), total and the orthogonality term from the three sums."""
     terms = torch.addcmul(offset, scale, sums)
     total = terms @ middle + clip_part
-    orth = total.new_zeros(())
+    orth = _ZERO if total.device.type == "cpu" else total.new_zeros(())
     if len(centre_abs):
         orth = (centre_abs * mw[:_K].abs().sum(0)).sum()
         total = total + w_orth * orth

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -232,6 +233,6 @@ def epoch_batches(sampler: DistributedSampler, epoch: int, num_rows: int, global
     local = global_batch // world
     steps = steps_per_epoch(num_rows, global_batch)
     sampler.set_epoch(epoch)
-    order = torch.tensor(list(sampler), dtype=torch.long)
+    order = torch.from_numpy(np.fromiter(iter(sampler), dtype=np.int64, count=len(sampler)))
     return order[:steps * local].view(steps, local)
 

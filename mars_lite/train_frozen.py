@@ -129,6 +129,7 @@ class FrozenEngine:
             self.module = DistributedDataParallel(self.head)
         self.optimizer = FlatAdamW(self.head.flat, lr=lr, weight_decay=weight_decay)
         self.lr = lr
+        self.flat_values = self.head.flat.detach()  # same storage, updated in place by the optimizer
 
     def batches(self, local_order: torch.Tensor, start: int = 0) -> Iterator[PairBatch]:
         """The global batches of an epoch from this rank's (S, B_local) order, from step ``start``."""
@@ -150,8 +151,10 @@ class FrozenEngine:
             total.backward()
             grad = self.head.flat.grad
         else:  # one process: the hand-written gradient directly, no autograd graph
-            total, terms, clip, orth, grad = self.pairs.step_losses(batch, self.head.flat.detach(), self.head.weights,
+            total, terms, clip, orth, grad = self.pairs.step_losses(batch, self.flat_values, self.head.weights,
                                                                     with_grad=True)
+            self.optimizer.step(self.lr * lr_scale, grad)
+            return clip, terms, orth, total                                    # no autograd history
         self.optimizer.step(self.lr * lr_scale, grad)
         self.optimizer.zero_grad()
         return clip, terms.detach(), orth.detach(), total.detach()
