@@ -33,6 +33,10 @@ def atomic_write(path: str | Path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp creates 0600 files; give the result the mode a plain open() would (umask applies).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
