@@ -6,7 +6,10 @@
    Models: ``tiny`` and ``ViT-B-32`` (random weights: latency does not depend on them). Galleries of
    10,000 and 100,000 photos with random embeddings (exact search does not care what they are).
    ViT-B-32 is timed again with bfloat16 autocast when the CPU has native bf16 (then the top-10
-   overlap with the float32 query is reported too).
+   overlap with the float32 query is reported too). Keys carry the precision (``_fp32``/``_bf16``);
+   the plain keys (``vit_b_32_100k_p95_ms`` ...) are those of the precision the sketch pad and
+   ``mars-lite demo`` use by default on this machine (``live_query.default_autocast``), named in
+   ``<model>_precision``.
 2. Search alone over 1,000,000 photos with a faiss IVF-Flat index (inner product), single queries,
    and its recall@10 against exact search. Random Gaussian vectors have no neighbourhood structure
    and are the worst case for any ANN index; real embeddings cluster by class, so the gallery here
@@ -39,7 +42,7 @@ import torch  # noqa: E402
 
 from mars_lite import settings  # noqa: E402
 from mars_lite.index import GalleryIndex, load_model  # noqa: E402
-from mars_lite.live_query import SketchSearcher, bf16_supported  # noqa: E402
+from mars_lite.live_query import SketchSearcher, bf16_supported, default_autocast  # noqa: E402
 from mars_lite.search import build_faiss_index, exact_topk, faiss_search, recall_at_k  # noqa: E402
 from mars_lite.strokes import trace_strokes  # noqa: E402
 
@@ -110,7 +113,7 @@ def stroke_to_top10(model_name: str, sizes: list[int], queries: list, threads: i
                 parts[part].append(result.timings[part] / 1e3)
             if reference is not None:  # same top-10 as float32? (not timed)
                 overlap.append(len(set(result.indices) & set(reference.query_strokes(strokes).indices)) / 10)
-        key = f"{model_name.lower().replace('-', '_')}_{size // 1000}k" + ("_bf16" if autocast else "")
+        key = f"{model_name.lower().replace('-', '_')}_{size // 1000}k" + ("_bf16" if autocast else "_fp32")
         if overlap:
             figures[f"{key}_top10_overlap_with_fp32"] = round(float(np.mean(overlap)), 4)
         figures[f"{key}_p50_ms"], figures[f"{key}_p95_ms"] = percentiles_ms(totals)
@@ -121,6 +124,20 @@ def stroke_to_top10(model_name: str, sizes: list[int], queries: list, threads: i
             f"search {figures[f'{key}_search_p50_ms']} ms at p50)")
         del index, searcher, embeddings
     return figures
+
+
+def default_precision_keys(figures: dict, model_name: str, sizes: list[int], seed: int) -> dict:
+    """Copy the figures of the precision the live query uses by default to the plain keys."""
+    base = model_name.lower().replace("-", "_")
+    wanted = "_bf16" if default_autocast(load_model(model_name, pretrained=None, seed=seed)) else "_fp32"
+    suffix = wanted if f"{base}_{sizes[0] // 1000}k{wanted}_p95_ms" in figures else "_fp32"
+    out = {f"{base}_precision": suffix[1:]}
+    for size in sizes:
+        key = f"{base}_{size // 1000}k"
+        for name, value in list(figures.items()):
+            if name.startswith(key + suffix + "_") and "overlap" not in name:
+                out[key + name[len(key + suffix):]] = value
+    return out
 
 
 def faiss_million(gallery: np.ndarray, queries: np.ndarray, nlist: int, nprobes: list[int], seed: int,
@@ -208,6 +225,8 @@ def main() -> None:
         figures["bf16_supported"] = bf16_supported()
         for model_name in args.bf16_models if figures["bf16_supported"] else []:
             figures.update(stroke_to_top10(model_name, args.sizes, queries, args.threads, args.seed, torch.bfloat16))
+        for model_name in args.models:
+            figures.update(default_precision_keys(figures, model_name, args.sizes, args.seed))
     figures.update(faiss_benchmarks(args.faiss_n, 512, args.nlist, args.nprobes, args.queries, args.seed,
                                     gaussian=not args.no_gaussian))
     figures["load_average_at_end"] = round(os.getloadavg()[0], 2)

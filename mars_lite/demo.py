@@ -114,18 +114,15 @@ def build_demo_app(config: DemoConfig | None = None, warm: bool = True):
     larger than ``tiny`` encode under bfloat16 autocast on CPUs that support it natively
     (``benchmarks/query_latency.py``: ~1.7x faster for ViT-B-32, same top-10 almost always).
     """
-    import torch
-
     from .index import load_model
-    from .live_query import bf16_supported
+    from .live_query import default_autocast
     from .sketchpad import live_sketch_app
 
     config = config or DemoConfig.from_env()
     model = load_model(config.model, config.pretrained, config.checkpoint, seed=config.seed)
     sources = gallery_sources(model, config)
-    on_cpu = model.device.type == "cpu"
-    autocast = torch.bfloat16 if on_cpu and model.config.name != "tiny" and bf16_supported() else None
-    app = live_sketch_app(model, sources, k=config.k, cache_dir=config.cache_dir, autocast=autocast)
+    app = live_sketch_app(model, sources, k=config.k, cache_dir=config.cache_dir,
+                          autocast=default_autocast(model))
     if warm:
         app.searcher.gallery(app.searcher.gallery_names[0])
     return app

@@ -266,3 +266,11 @@ class LatestQueryRunner:
     def close(self) -> None:
         self.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def default_autocast(model) -> torch.dtype | None:
+    """The precision the live query uses by default: bfloat16 autocast for models larger than
+    ``tiny`` on CPUs with native bf16 (``benchmarks/query_latency.py`` checks that the top-10 stay
+    those of float32), else ``None`` (float32)."""
+    on_cpu = model.device.type == "cpu"
+    return torch.bfloat16 if on_cpu and model.config.name != "tiny" and bf16_supported() else None
