@@ -23,6 +23,8 @@ def lab_command(notebook: str, port: int, open_browser: bool) -> list[str]:
            "--ServerApp.ip=127.0.0.1"]
     if not open_browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI machines often run as root
     return cmd + [str(NOTEBOOK_DIR / notebook)]
 
 
