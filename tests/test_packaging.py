@@ -21,6 +21,7 @@ def test_readme_test_command_is_what_ci_runs():
     assert len(commands) == 2, "the README's first screen gives two commands"
     assert commands[1] in ci.splitlines(), "CI must run the README's test command verbatim"
     assert "mars-lite lab" in commands[0]
+    assert "--nbval-lax" in commands[1], "the test command validates every notebook"
 
 
 def test_requirements_pin_torch_with_torchvision():
