@@ -8,8 +8,6 @@ Tensors are read with safetensors, which cannot execute code (unlike pickle).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,30 +16,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, config_diff, load_config
+from .files import atomic_write
 from .model import MarsModel, ModelConfig, create_model
 
 FORMAT = "mars_lite.checkpoint/1"
 MARS_PREFIXES = ("modality_embeddings.", "discriminator.")
 BACKBONE_SAVES = ("none", "layernorm", "full")
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then move the file into place, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates 0600 files; give the result the mode a plain open() would (umask applies).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def trainable_state(model: MarsModel, backbone: str) -> dict[str, torch.Tensor]:

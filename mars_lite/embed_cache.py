@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,7 +24,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import atomic_write
+from .files import atomic_write
+from .settings import progress_enabled
 
 FORMAT = "mars_lite.embeddings/1"
 
@@ -114,8 +114,7 @@ def compute_embeddings(model, items: Sequence, *, batch_size: int = 64,
 
 def _tqdm_progress(total: int, desc: str):
     from tqdm.auto import tqdm
-    bar = tqdm(total=total, desc=desc, unit="img",
-               disable=bool(os.environ.get("CI") or os.environ.get("TQDM_DISABLE")) or None)
+    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress_enabled())
     state = {"done": 0}
 
     def update(done: int, _total: int) -> None:

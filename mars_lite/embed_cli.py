@@ -14,7 +14,6 @@ validation rule), ``all`` (every image in one entry). Without a split (no ``--sp
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Sequence

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .published import benchmark_for_split, comparison_markdown
 
 FORMAT = "mars_lite.eval/1"

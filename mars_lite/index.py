@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .search import SearchResult, build_faiss_index, exact_topk, faiss_search, recall_at_k
 
 FORMAT = "mars_lite.index/1"

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import os
+import random
+import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -62,3 +64,26 @@ def artifacts_dir() -> Path:
         path = Path.home() / ".cache" / "mars_lite"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def progress_enabled(explicit: bool | None = None) -> bool:
+    """Whether to draw tqdm bars: ``explicit`` when given, else off under ``CI`` or
+    ``TQDM_DISABLE`` and when stderr is not a terminal (logs and notebooks stay readable)."""
+    if explicit is not None:
+        return explicit
+    if os.environ.get("CI") or os.environ.get("TQDM_DISABLE"):
+        return False
+    return sys.stderr.isatty()
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python, numpy and torch (CPU and CUDA); returns ``seed`` so a cell can print it."""
+    import numpy as np
+    import torch  # imported here: settings stays importable without torch (data layer)
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return seed

@@ -95,7 +95,7 @@ def export_figure(figure, name: str, setup: StudySetup, to: str | os.PathLike | 
     Goes to ``<artifacts>/figures/<name>`` unless ``to`` names a folder (e.g. the repository's
     ``assets/`` when refreshing the README figures). Refuses files above ``max_bytes``.
     """
-    from .checkpoint import atomic_write
+    from .files import atomic_write
 
     folder = Path(to) if to is not None else setup.artifacts / "figures"
     path = folder / name
@@ -136,5 +136,5 @@ def run_notebook(path: str | os.PathLike, parameters: dict | None = None, out: s
         nb.cells.insert(tagged[0] + 1, cell)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     out = Path(out) if out is not None else settings.artifacts_dir() / "executed" / f"{path.stem}.executed.ipynb"
-    from .checkpoint import atomic_write
+    from .files import atomic_write
     return atomic_write(out, lambda tmp: nbformat.write(nb, tmp))

@@ -24,27 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from . import settings
 from .data.splits import MINI_SBIR, Split, SplitParts, load_split
+from .settings import seed_everything  # noqa: F401  (re-exported through mars_lite.study)
 
 FULL_MODEL, FULL_PRETRAINED = "ViT-B-32", "openai"
 FAST_MODEL = "tiny"
 DEFAULT_FULL_SPLIT = "sketchy_split2"
 # Where `mars-lite data download NAME` puts each benchmark under the data root (registry.py).
 BENCHMARK_FOLDERS = {"sketchy": "sake", "tuberlin": "sake", "quickdraw": "quickdraw_extended"}
-
-
-def seed_everything(seed: int) -> int:
-    """Seed Python, numpy and torch (CPU and CUDA); returns ``seed`` so a cell can print it."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-    return seed
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ def export_backbone(checkpoint: str | os.PathLike, path: str | os.PathLike) -> P
     """
     from safetensors.torch import save_file
 
-    from .checkpoint import atomic_write, load_checkpoint
+    from .checkpoint import load_checkpoint
+    from .files import atomic_write
 
     model, _ = load_checkpoint(checkpoint)
     state = {k: v.detach().cpu().contiguous() for k, v in model.clip.state_dict().items()}

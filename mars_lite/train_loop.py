@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,24 +18,24 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import atomic_write, save_checkpoint, trainable_state
+from .checkpoint import save_checkpoint, trainable_state
+from .files import atomic_write
+from .settings import progress_enabled
 from .train_data import epoch_batches
 from .train_dist import DistInfo, barrier
 from .train_frozen import LOSS_KEYS
-from .train_state import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, capture_rng, jsonable, restore_rng,
-                          save_state)
+from .train_state import (
+    BEST_CHECKPOINT,
+    HISTORY_FILE,
+    LAST_CHECKPOINT,
+    capture_rng,
+    jsonable,
+    restore_rng,
+    save_state,
+)
 
 STEP_COLUMNS = ("step", "epoch", "lr", *LOSS_KEYS)
 BACKBONE_SAVED = {"frozen": "none", "layernorm": "layernorm", "paper": "full"}
-
-
-def progress_enabled(explicit: bool | None = None) -> bool:
-    """tqdm bars: off under CI or TQDM_DISABLE, or when stderr is not a terminal."""
-    if explicit is not None:
-        return explicit
-    if os.environ.get("CI") or os.environ.get("TQDM_DISABLE"):
-        return False
-    return sys.stderr.isatty()
 
 
 class History:

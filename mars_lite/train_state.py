@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 
 STATE_FORMAT = "mars_lite.train_state/1"
 STATE_FILE = "last_state.pt"

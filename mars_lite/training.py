@@ -23,20 +23,26 @@ import argparse
 import dataclasses
 import json
 import os
-import random
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .config import ConfigError
 from .model import create_model
-from .train_config import MODES, RESUMABLE_CHANGES, TrainConfig, TrainResult, list_train_configs, load_train_config
+from .settings import progress_enabled, seed_everything
+from .train_config import (
+    MODES,
+    RESUMABLE_CHANGES,
+    TrainConfig,
+    TrainResult,
+    list_train_configs,
+    load_train_config,
+)
 from .train_data import build_rows, make_sampler, resolve_split, seen_split
 from .train_dist import DistInfo, barrier, init_distributed, process_device, shutdown
-from .train_loop import TrainingRun, progress_enabled
+from .train_loop import TrainingRun
 from .train_state import BEST_CHECKPOINT, LAST_CHECKPOINT, load_state
 
 __all__ = ["TrainConfig", "TrainResult", "configure_cli", "list_train_configs", "load_train_config", "train",
@@ -45,12 +51,6 @@ __all__ = ["TrainConfig", "TrainResult", "configure_cli", "list_train_configs", 
 
 def _log_fn(enabled: bool):
     return (lambda line: print(f"[mars-lite train] {line}", flush=True)) if enabled else (lambda line: None)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _check_resume_config(saved_json: str, cfg: TrainConfig, out_dir: Path) -> None:
@@ -165,7 +165,7 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
         state = load_state(out_dir)
         _check_resume_config(state["config"], cfg, out_dir)
     try:
-        _seed_everything(cfg.seed)
+        seed_everything(cfg.seed)
         split = resolve_split(cfg.split, data_root)
         parts = seen_split(data_root, split, cfg.val_fraction, cfg.val_seed)
         rows = build_rows(_subsample(parts.train, cfg.max_images_per_class), parts.unseen)
@@ -230,7 +230,7 @@ def train_on_embeddings(model, image_embeds: torch.Tensor, caption_embeds: torch
     from .frozen_loss import CachedPairs
     from .train_frozen import FrozenEngine
     cfg = load_train_config(config, **{**overrides, "mode": "frozen"})
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     device = model.device
     pairs = CachedPairs(image_embeds.to(device), caption_embeds.to(device), caption_index, image_ids, caption_ids,
                         logit_scale=float(model.logit_scale))

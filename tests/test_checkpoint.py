@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from mars_lite import create_model
-from mars_lite.checkpoint import atomic_write, load_checkpoint, read_checkpoint, save_checkpoint, trainable_state
+from mars_lite.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, trainable_state
 from mars_lite.config import ConfigError
 
 
@@ -94,12 +94,3 @@ def test_bad_files_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="backbone"):
         trainable_state(create_model("tiny")[0], "everything")
 
-
-def test_atomic_write_gives_the_mode_of_a_plain_file(tmp_path):
-    previous = os.umask(0o022)
-    try:
-        path = atomic_write(tmp_path / "sub" / "f.txt", lambda tmp: open(tmp, "w").write("x"))
-    finally:
-        os.umask(previous)
-    assert path.read_text() == "x"
-    assert path.stat().st_mode & 0o777 == 0o644

@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import ssl
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..files import atomic_write
+from ..settings import progress_enabled
 from .archives import safe_extract
 from .layout_checks import run_layout_check
 from .registry import RemoteFile, Source, get_source
@@ -83,11 +84,10 @@ def _opener(read_timeout: float) -> urllib.request.OpenerDirector:
 
 
 def _progress(total: int | None, initial: int, name: str, enabled: bool | None):
-    if enabled is None:  # quiet when piped or in CI
-        enabled = sys.stderr.isatty() and not os.environ.get("CI")
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, disable=not enabled)
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name,
+                disable=not progress_enabled(enabled))
 
 
 def fetch(
@@ -156,9 +156,8 @@ def sha256_file(path: Path) -> str:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _pin_path(root: Path, file: RemoteFile) -> Path:
@@ -180,11 +179,7 @@ def _check_sha(root: Path, file: RemoteFile, path: Path, given: dict[str, str], 
     actual = sha256_file(path)
     expected = _expected_sha(root, file, given)
     if expected is None:
-        pin = _pin_path(root, file)
-        pin.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pin.with_name(f".{pin.name}.tmp{os.getpid()}")
-        tmp.write_text(f"{actual}  {file.filename}\n")
-        os.replace(tmp, pin)
+        atomic_write(_pin_path(root, file), lambda tmp: Path(tmp).write_text(f"{actual}  {file.filename}\n"))
         log(f"WARNING: TRUST ON FIRST USE -- no published sha256 for {file.filename}; what arrived has "
             f"sha256 {actual}. It is now pinned in {_pin_path(root, file)} and checked from now on, "
             "but nothing guarantees this first copy is the authors' file.")
