@@ -5,8 +5,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
-# The notebooks validated by nbval run in kernels that inherit this environment: fast mode, CPU sizes.
-os.environ.setdefault("MARS_LITE_FAST", "1")
 
 from pathlib import Path  # noqa: E402
 
