@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from mars_lite.model import create_model
+from mars_lite.method.model import create_model
 
 
 def main() -> None:

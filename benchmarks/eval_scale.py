@@ -2,7 +2,7 @@
 
 QuickDraw-Extended's unseen-class test set has 92,291 sketch queries and 54,358 photos over 30
 classes (method.md, "Benchmarks and splits"). This script scores random 512-d float32 embeddings of
-that size (fixed seed) with ``mars_lite.metrics.evaluate_embeddings``; the targets are at most
+that size (fixed seed) with ``mars_lite.eval.metrics.evaluate_embeddings``; the targets are at most
 180 s and at most 1.5 GiB peak resident memory on 2 CPU cores. Random embeddings give chance-level
 metrics (about 1/30); the point is the cost, which does not depend on the values.
 
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from mars_lite.metrics import evaluate_embeddings
+from mars_lite.eval.metrics import evaluate_embeddings
 
 QUERIES, GALLERY, DIM, CLASSES = 92_291, 54_358, 512, 30
 

@@ -41,10 +41,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mars_lite import settings  # noqa: E402
-from mars_lite.index import GalleryIndex, load_model  # noqa: E402
-from mars_lite.live_query import SketchSearcher, bf16_supported, default_autocast  # noqa: E402
-from mars_lite.search import build_faiss_index, exact_topk, faiss_search, recall_at_k  # noqa: E402
-from mars_lite.strokes import trace_strokes  # noqa: E402
+from mars_lite.search.index import GalleryIndex, load_model  # noqa: E402
+from mars_lite.search.live import SketchSearcher, bf16_supported, default_autocast  # noqa: E402
+from mars_lite.search.topk import build_faiss_index, exact_topk, faiss_search, recall_at_k  # noqa: E402
+from mars_lite.search.strokes import trace_strokes  # noqa: E402
 
 
 def log(message: str) -> None:

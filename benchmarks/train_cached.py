@@ -1,7 +1,7 @@
 """Frozen-mode training speed at TU-Berlin-Extended size, on random cached embeddings.
 
 TU-Berlin-Extended training (220 seen classes) holds about 17,600 sketches and 178,800 photos.
-This script trains M and the classifier with ``mars_lite.training.train_on_embeddings`` (the same
+This script trains M and the classifier with ``mars_lite.train.training.train_on_embeddings`` (the same
 engine as ``mars-lite train`` in frozen mode: inner-product loss, epoch orders, warm-up, per-step
 history) on random unit 512-d embeddings of that size with the paper's loss weights, batch 256,
 for 100 epochs. Target: at most 90 s on 2 CPU cores. The values are random, so the losses mean
@@ -27,8 +27,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mars_lite.model import create_model
-from mars_lite.training import train_on_embeddings
+from mars_lite.method.model import create_model
+from mars_lite.train.training import train_on_embeddings
 
 SKETCHES, PHOTOS, CLASSES, DIM = 17_600, 178_800, 220, 512
 # A MarsModel of width 512 with the smallest towers: in frozen mode only M (4, 512) and the

@@ -1,6 +1,6 @@
 """Throughput of one full ``paper``-mode training step: images per second.
 
-A step is what ``mars-lite train`` does per batch in paper mode (``mars_lite.train_full.FullEngine.step``):
+A step is what ``mars-lite train`` does per batch in paper mode (``mars_lite.train.full.FullEngine.step``):
 encode the batch's images and its distinct captions, the five loss terms, backward through all of
 CLIP, and the fused AdamW update (CLIP at the backbone rate, M and the classifier at 5e-3). The
 images are real mini_sbir images, preprocessed once up front, so image decoding is not timed.
@@ -24,11 +24,11 @@ import time
 
 import torch
 
-from mars_lite.losses import PAPER_WEIGHTS
-from mars_lite.model import create_model
+from mars_lite.method.losses import PAPER_WEIGHTS
+from mars_lite.method.model import create_model
 from mars_lite.settings import data_root
-from mars_lite.train_data import build_rows, resolve_split, seen_split
-from mars_lite.train_full import FullEngine
+from mars_lite.train.rows import build_rows, resolve_split, seen_split
+from mars_lite.train.full import FullEngine
 
 RUNS = (("tiny", 32), ("ViT-B-32", 16))
 

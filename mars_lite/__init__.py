@@ -13,6 +13,6 @@ __all__ = ["create_model", "__version__"]
 def __getattr__(name: str):
     # Lazy so that light modules (data, metrics, settings) import without torch/open_clip.
     if name == "create_model":
-        from .model import create_model
+        from .method.model import create_model
         return create_model
     raise AttributeError(f"module 'mars_lite' has no attribute {name!r}")

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 
 
 class ConfigError(ValueError):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from mars_lite.training import train
+from mars_lite.train.training import train
 
 
 def main(argv: list[str]) -> int:

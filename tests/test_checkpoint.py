@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from mars_lite import create_model
-from mars_lite.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, trainable_state
+from mars_lite.method.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, trainable_state
 from mars_lite.config import ConfigError
 
 

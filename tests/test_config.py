@@ -6,8 +6,8 @@ import json
 import pytest
 
 from mars_lite.config import ConfigError, load_config
-from mars_lite.losses import LossWeights
-from mars_lite.model import ModelConfig
+from mars_lite.method.losses import LossWeights
+from mars_lite.method.model import ModelConfig
 
 
 def test_reads_a_file_and_applies_overrides(tmp_path):

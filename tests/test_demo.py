@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mars_lite import demo
+from mars_lite.ui import demo
 from mars_lite.cli import main
 
 
@@ -64,6 +64,6 @@ def test_a_saved_index_is_used_and_checked_against_the_model(tmp_path, mini_sbir
         assert name == "index: ix" and len(app.searcher.gallery(name)) == 300
     finally:
         app.close()
-    from mars_lite.index import ModelMismatchError
+    from mars_lite.search.index import ModelMismatchError
     with pytest.raises(ModelMismatchError):
         demo.build_demo_app(demo.DemoConfig(index=str(tmp_path / "ix"), seed=7))

@@ -9,7 +9,7 @@ import torch
 
 from mars_lite import create_model
 from mars_lite.data import folder_dataset
-from mars_lite.embed_cache import (embed_items, embed_texts, load_embedding_set)
+from mars_lite.embed import (embed_items, embed_texts, load_embedding_set)
 
 
 @pytest.fixture()

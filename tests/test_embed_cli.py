@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from mars_lite import cli, create_model
-from mars_lite.checkpoint import save_checkpoint
-from mars_lite.embed_cli import dataset_parts, embed_dataset, find_entry
-from mars_lite.embed_cache import load_embedding_set
+from mars_lite.method.checkpoint import save_checkpoint
+from mars_lite.cli.embed import dataset_parts, embed_dataset, find_entry
+from mars_lite.embed import load_embedding_set
 
 
 @pytest.fixture()

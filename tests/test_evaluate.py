@@ -11,15 +11,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mars_lite import cli, create_model
-from mars_lite.checkpoint import load_checkpoint, save_checkpoint
+from mars_lite.method.checkpoint import load_checkpoint, save_checkpoint
 from mars_lite.data.splits import load_split
-from mars_lite.embed_cache import embed_items
-from mars_lite.eval_report import FAST_MODE_NOTE, METRIC_KEYS, SEEN_CLASS_NOTE, load_report
-from mars_lite.evaluate import SeenClassError, evaluate, load_eval_data
-from mars_lite.finegrained import pair_sketches_to_photos, sketch_photo_id
-from mars_lite.metrics import retrieval_metrics
-from mars_lite.model import RETRIEVAL_KINDS
-from mars_lite.published import TUBERLIN_CAVEAT, comparison_markdown, published_results
+from mars_lite.embed import embed_items
+from mars_lite.eval.report import FAST_MODE_NOTE, METRIC_KEYS, SEEN_CLASS_NOTE, load_report
+from mars_lite.eval.evaluation import SeenClassError, evaluate, load_eval_data
+from mars_lite.eval.finegrained import pair_sketches_to_photos, sketch_photo_id
+from mars_lite.eval.metrics import retrieval_metrics
+from mars_lite.method.model import RETRIEVAL_KINDS
+from mars_lite.eval.published import TUBERLIN_CAVEAT, comparison_markdown, published_results
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mars_lite.figure_png import scatter_png
+from mars_lite.ui.figure_png import scatter_png
 
 
 def _figure():
@@ -34,7 +34,7 @@ def test_panels_markers_and_size():
 
 
 def test_umap_panels_render(tmp_path):
-    from mars_lite.figures import umap_panels
+    from mars_lite.ui.figures import umap_panels
     rng = np.random.default_rng(0)
     groups = {"sketch": (rng.standard_normal((12, 6)), ["a"] * 6 + ["b"] * 6),
               "photo": (rng.standard_normal((12, 6)) + 2, ["a"] * 6 + ["b"] * 6)}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mars_lite.figures import image_grid, loss_curves, umap_panels
+from mars_lite.ui.figures import image_grid, loss_curves, umap_panels
 
 
 def test_image_grid_of_real_images(mini_sbir):

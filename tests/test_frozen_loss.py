@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mars_lite import frozen_grad
-from mars_lite.frozen_kernel import available as kernel_available
-from mars_lite.frozen_loss import CachedPairs, frozen_losses
-from mars_lite.losses import PAPER_WEIGHTS, TERMS, compute_losses
-from mars_lite.train_frozen import FlatAdamW
+from mars_lite.train.fast_frozen import grad as frozen_grad
+from mars_lite.train.fast_frozen.kernel import available as kernel_available
+from mars_lite.train.fast_frozen.loss import CachedPairs, frozen_losses
+from mars_lite.method.losses import PAPER_WEIGHTS, TERMS, compute_losses
+from mars_lite.train.frozen import FlatAdamW
 
 RTOL, ATOL = 1e-4, 1e-6
 PARAMS = ("modality_embeddings", "discriminator_weight", "discriminator_bias")

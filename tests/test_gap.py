@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mars_lite.gap import (centroid_distance, chance_agreement, gap_report, gap_table,
+from mars_lite.eval.gap import (centroid_distance, chance_agreement, gap_report, gap_table,
                            modality_probe_accuracy, nearest_neighbour_class_agreement)
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mars_lite.index import GALLERY_KIND, GalleryIndex, ModelMismatchError, gallery_dataset, load_model
-from mars_lite.search import build_faiss_index, exact_topk, faiss_search, recall_at_k
+from mars_lite.search.index import GALLERY_KIND, GalleryIndex, ModelMismatchError, gallery_dataset, load_model
+from mars_lite.search.topk import build_faiss_index, exact_topk, faiss_search, recall_at_k
 
 
 def _unit(n: int, d: int, seed: int) -> torch.Tensor:
@@ -30,7 +30,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def unseen_gallery(tiny, tmp_path_factory):
     """The real unseen-class photos of mini_sbir (300), embedded with the tiny model."""
-    from mars_lite.index import photo_index_from_items
+    from mars_lite.search.index import photo_index_from_items
     dataset = gallery_dataset("mini_sbir", split="mini_sbir")
     cache = tmp_path_factory.mktemp("emb")
     return photo_index_from_items(tiny, dataset, cache), dataset, cache
@@ -83,7 +83,7 @@ def test_ivf_recall_grows_with_nprobe():
 
 def test_three_query_kinds_search_the_right_gallery(tiny, unseen_gallery):
     index, dataset, cache = unseen_gallery
-    from mars_lite.embed_cache import embed_items
+    from mars_lite.embed import embed_items
     sketches = dataset.select(modality="sketch")[:20]
     z = embed_items(tiny, sketches, cache).embeddings
     m = tiny.modality_embeddings.weight.detach()

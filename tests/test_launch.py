@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from mars_lite import launch
+from mars_lite.cli import lab as launch
 
 
 def test_lab_command_opens_the_first_notebook_on_loopback():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mars_lite.losses import LossWeights, compute_losses, convert
+from mars_lite.method.losses import LossWeights, compute_losses, convert
 
 # our key -> key in the parity files
 PARITY_KEYS = {

@@ -1,11 +1,11 @@
-"""Tests of mars_lite.metrics: parity with the reference, sklearn, a slow full-sort oracle, ties."""
+"""Tests of mars_lite.eval.metrics: parity with the reference, sklearn, a slow full-sort oracle, ties."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from mars_lite.metrics import METRIC_KEYS, _count_below, evaluate_embeddings, retrieval_metrics
+from mars_lite.eval.metrics import METRIC_KEYS, _count_below, evaluate_embeddings, retrieval_metrics
 
 PARITY_KEYS = {"map_all": "map_all", "map_200": "map_200",
                "p_100": "precision_100", "p_200": "precision_200"}

@@ -10,8 +10,8 @@ from PIL import Image
 
 from mars_lite import create_model
 from mars_lite.config import ConfigError
-from mars_lite.losses import PAPER_WEIGHTS
-from mars_lite.model import RETRIEVAL_KINDS, get_model_config, list_model_configs
+from mars_lite.method.losses import PAPER_WEIGHTS
+from mars_lite.method.model import RETRIEVAL_KINDS, get_model_config, list_model_configs
 
 
 def _first_files(root, modality, n=3):

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mars_lite.index import gallery_dataset, load_model, photo_index_from_items
-from mars_lite.live_query import LatestQueryRunner, SketchSearcher
-from mars_lite.sketchpad import SketchPad, live_sketch_app
-from mars_lite.strokes import normalize_sketch_image, rasterize, trace_strokes
+from mars_lite.search.index import gallery_dataset, load_model, photo_index_from_items
+from mars_lite.search.live import LatestQueryRunner, SketchSearcher
+from mars_lite.ui.sketchpad import SketchPad, live_sketch_app
+from mars_lite.search.strokes import normalize_sketch_image, rasterize, trace_strokes
 
 
 def _event(pad: SketchPad, name: str, x: float = 0.0, y: float = 0.0) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mars_lite import strokes as S
+from mars_lite.search import strokes as S
 
 
 @pytest.fixture(scope="module")

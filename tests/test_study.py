@@ -149,7 +149,7 @@ def test_ensure_checkpoint_trains_once_and_backbone_export(fast_setup, tmp_path)
     assert path.stat().st_mtime_ns != stamp                                                # config changed: retrained
     # the exported backbone rebuilds exactly the checkpoint's image tower
     from mars_lite import create_model
-    from mars_lite.embed_cache import backbone_fingerprint
+    from mars_lite.embed import backbone_fingerprint
     trained, _ = study.study_model(small, path)
     weights = study.export_backbone(path, tmp_path / "backbone.safetensors")
     rebuilt, _ = create_model("tiny", pretrained=str(weights))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mars_lite.data import ImageItem
-from mars_lite.train_data import (ClassBalancedSampler, TrainingDataError, UnseenClassError, build_rows,
+from mars_lite.train.rows import (ClassBalancedSampler, TrainingDataError, UnseenClassError, build_rows,
                                   epoch_batches, make_sampler, resolve_split, seen_split)
 
 

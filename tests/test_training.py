@@ -17,14 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mars_lite.checkpoint import load_checkpoint
+from mars_lite.method.checkpoint import load_checkpoint
 from mars_lite.cli import build_parser, main
 from mars_lite.config import ConfigError
-from mars_lite.gap import centroid_distance
-from mars_lite.train_data import TrainingDataError, UnseenClassError, build_rows, resolve_split, seen_split
-from mars_lite.train_state import read_history
-from mars_lite.train_validation import embed_rows
-from mars_lite.training import load_train_config, train
+from mars_lite.eval.gap import centroid_distance
+from mars_lite.train.rows import TrainingDataError, UnseenClassError, build_rows, resolve_split, seen_split
+from mars_lite.train.state import read_history
+from mars_lite.train.validation import embed_rows
+from mars_lite.train.training import load_train_config, train
 
 SMALL = {"max_images_per_class": 8, "batch_size": 16, "epochs": 3, "val_fraction": 0.1}   # a few steps, real images
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from mars_lite import create_model
-from mars_lite.weights import WeightsUnavailableError, host_reachable, resolve_weights
+from mars_lite.method.weights import WeightsUnavailableError, host_reachable, resolve_weights
 
 
 def test_pretrained_tag_offline_fails_fast_with_instructions(monkeypatch):

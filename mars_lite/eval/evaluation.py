@@ -1,0 +1,343 @@
+"""Evaluate a model or checkpoint on a zero-shot split: ``evaluate(...)`` and ``mars-lite evaluate``.
+
+Protocol (method.md, "Retrieval"): queries are the sketches of the evaluated (unseen) classes, the
+gallery their photos, relevance is same class, score is cosine similarity. The original CLIP
+embeddings come from the shared cache (``mars_lite.embed``); the three query embeddings
+(``original``, ``converted``, ``semantic``) are made from them with
+``MarsModel.retrieval_embedding``, so one cached embedding pass serves every kind and every
+checkpoint that shares the backbone.
+
+Options: ``generalized=True`` adds the seen-class validation photos to the gallery (the split's
+generalized rule, ``mars_lite.data.splits``); ``finegrained=True`` adds instance-level Acc@1/Acc@5
+(``mars_lite.eval.finegrained``; needs Sketchy's ``<photo_id>-<n>`` sketch names).
+
+Zero-shot bookkeeping: a checkpoint records ``classes_seen``; evaluating any of those classes as
+"unseen" raises ``SeenClassError`` unless ``seen_class_evaluation=True``, and then every table
+says so.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..data.benchmarks import benchmark_dataset
+from ..data.folder import class_key, folder_dataset
+from ..data.items import PHOTO, SKETCH, ImageDataset
+from ..data.splits import MINI_SBIR, Split, folder_split, list_splits, load_split
+from ..embed import EmbeddingSet, embed_items
+from .report import FAST_MODE_NOTE, EvalReport
+from .finegrained import finegrained_accuracy, pair_sketches_to_photos
+from ..method.model import RETRIEVAL_KINDS, MarsModel
+
+CONVENTIONS = ("reference", "standard")
+EVAL_PARTS = ("query", "gallery", "seen_photos", "finegrained_photos")  # cache entries of one evaluation
+
+
+class SeenClassError(ValueError):
+    """The classes to evaluate as unseen include classes the model was trained on."""
+
+
+# ------------------------------------------------------------------------------------ data
+@dataclass
+class EvalData:
+    """The image sets of one evaluation, each embedded (and cached) as its own entry.
+
+    ``query``: sketches of the evaluated classes; ``gallery``: their photos; ``seen_photos``:
+    seen-class validation photos (generalized setting, else empty); ``finegrained_photos``: the
+    photos the fine-grained ranking uses (Sketchy's original photos; else the gallery itself) or None.
+    """
+
+    split: Split
+    root: Path
+    classes: tuple[str, ...]
+    query: ImageDataset
+    gallery: ImageDataset
+    seen_photos: ImageDataset
+    finegrained_photos: ImageDataset | None = None
+
+    def parts(self) -> dict[str, ImageDataset]:
+        """Non-empty image sets by name: query, gallery, seen_photos, finegrained_photos."""
+        fg = None if self.finegrained_photos is self.gallery else self.finegrained_photos  # embed once
+        named = dict(zip(EVAL_PARTS, (self.query, self.gallery, self.seen_photos, fg)))
+        return {name: ds for name, ds in named.items() if ds is not None and len(ds)}
+
+
+def resolve_split(data: str | os.PathLike, split: str | Split | None = None) -> Split:
+    """The split to use for ``data``: a ``Split``, a name from ``list_splits()``, a JSON path, or
+    (None) ``<data>/split_zs.json``."""
+    if isinstance(split, Split):
+        return split
+    root = Path(data)
+    if split is None:
+        if not (root / "split_zs.json").is_file():
+            raise FileNotFoundError(f"{root} has no split_zs.json; name a split (one of {list_splits()}) "
+                                    "or a JSON file with 'seen' and 'unseen' lists")
+        return folder_split(root / "split_zs.json", root)
+    if split == MINI_SBIR:
+        return load_split(MINI_SBIR, root)
+    return load_split(str(split))
+
+
+def load_eval_data(data: str | os.PathLike, split: str | Split | None = None, *,
+                   classes: Sequence[str] | None = None, generalized: bool = False, finegrained: bool = False,
+                   on_error: str = "raise") -> EvalData:
+    """Read the images an evaluation needs.
+
+    Args:
+        data: the dataset folder (``<data>/<modality>/<class>/<file>``, or a benchmark root).
+        split: see :func:`resolve_split`.
+        classes: classes to evaluate (default: the split's unseen classes).
+        generalized: also collect the seen-class validation photos (split.val rule).
+        finegrained: also collect the photos the fine-grained protocol ranks.
+    """
+    split = resolve_split(data, split)
+    root = Path(data)
+    classes = tuple(split.unseen if classes is None else classes)
+    unknown = sorted(set(classes) - set(split.classes))
+    if unknown:
+        raise KeyError(f"classes {unknown} are not in split {split.name!r} (its classes: {list(split.classes)})")
+    seen_extra = [c for c in split.seen if c not in classes] if generalized else []
+    wanted = list(classes) + seen_extra
+
+    def read(names, **options) -> ImageDataset:
+        if split.benchmark == "folder":
+            return folder_dataset(root, on_error=on_error, classes=names)
+        return benchmark_dataset(split.benchmark, root, classes=names, on_error=on_error, **options)
+
+    dataset = read(wanted)
+    chosen = set(classes)
+    query = dataset.with_items(it for it in dataset if it.modality == SKETCH and it.label in chosen)
+    gallery = dataset.with_items(it for it in dataset if it.modality == PHOTO and it.label in chosen)
+    seen = dataset.with_items(it for it in dataset if it.modality == PHOTO and it.label in set(seen_extra)
+                              and split.val.is_val(it))
+    fg_photos = None
+    if finegrained:
+        # Sketchy's sketches were drawn from its 100 original photos per class; the extended
+        # (ImageNet) photos have no sketches, so the instance-level ranking uses the originals.
+        fg_photos = read(list(classes), photos="original").photos() if split.benchmark == "sketchy" else gallery
+    for name, part in (("query sketches", query), ("gallery photos", gallery)):
+        if not len(part):
+            raise ValueError(f"no {name} for classes {list(classes)} under {root}")
+    return EvalData(split, root, classes, query, gallery, seen, fg_photos)
+
+
+# ----------------------------------------------------------------------------- model
+def resolve_model(model_or_checkpoint, *, pretrained: str | None = None, device=None) -> tuple[MarsModel, dict]:
+    """A model and what is known about it.
+
+    Args:
+        model_or_checkpoint: a ``MarsModel``, a checkpoint file (``.safetensors``), or a model
+            config name (``tiny``, ``ViT-B-32``) built with ``pretrained``.
+    Returns:
+        ``(model, info)`` where info has name, pretrained, checkpoint, embed_dim, classes_seen
+        (None when unknown) and metric_convention (the checkpoint's, else None).
+    """
+    checkpoint, meta = None, {}
+    if isinstance(model_or_checkpoint, MarsModel):
+        model = model_or_checkpoint
+    elif Path(str(model_or_checkpoint)).is_file() and str(model_or_checkpoint).endswith(".safetensors"):
+        from ..method.checkpoint import load_checkpoint
+        checkpoint = str(model_or_checkpoint)
+        model, meta = load_checkpoint(checkpoint, pretrained=pretrained, device=device)
+    else:
+        from ..method.model import create_model
+        model, _ = create_model(str(model_or_checkpoint), pretrained=pretrained, device=device)
+    info = {"name": model.config.name, "pretrained": model.pretrained, "checkpoint": checkpoint,
+            "embed_dim": model.embed_dim, "classes_seen": meta.get("classes_seen"),
+            "metric_convention": meta.get("metric_convention")}
+    return model, info
+
+
+def check_zero_shot(classes: Sequence[str], classes_seen: Sequence[str] | None, *, seen_class_evaluation: bool,
+                    what: str = "the model") -> None:
+    """Raise ``SeenClassError`` when evaluated classes were seen in training (unless explicitly allowed)."""
+    if classes_seen is None or seen_class_evaluation:
+        return
+    seen_keys = {class_key(name) for name in classes_seen}  # "door handle" == "door_handle"
+    overlap = sorted(name for name in classes if class_key(name) in seen_keys)
+    if overlap:
+        raise SeenClassError(
+            f"{what} was trained on {len(overlap)} of the classes to evaluate as unseen: {overlap}. Zero-shot "
+            "numbers on them would be wrong. Evaluate a split whose unseen classes the model never saw, or pass "
+            "seen_class_evaluation=True (CLI: --seen-class-evaluation) to evaluate seen classes knowingly; "
+            "the report is then marked as not zero-shot.")
+
+
+# ---------------------------------------------------------------------------- scoring
+@torch.no_grad()
+def retrieval_scores(model: MarsModel, query: EmbeddingSet, gallery: EmbeddingSet, *, convention: str = "reference",
+                     kinds: Sequence[str] = RETRIEVAL_KINDS) -> dict[str, dict[str, float]]:
+    """Category-level metrics per query embedding kind.
+
+    Args:
+        query: sketch embeddings (original z_v, (Q, D)); gallery: photo embeddings ((G, D)).
+    Returns:
+        kind -> {map_all, map_200, p_100, p_200} from ``mars_lite.eval.metrics.evaluate_embeddings``.
+    """
+    from .metrics import evaluate_embeddings
+    out = {}
+    for kind in kinds:
+        q = model.retrieval_embedding(query.embeddings.to(model.device), SKETCH, kind).float().cpu()
+        g = model.retrieval_embedding(gallery.embeddings.to(model.device), PHOTO, kind).float().cpu()
+        scores = evaluate_embeddings(q, g, query.labels, gallery.labels, convention=convention)
+        out[kind] = {k: float(v) for k, v in scores.items()}
+    return out
+
+
+def sketch_photo_pairs(sketches: ImageDataset, photos: ImageDataset) -> list[int | None]:
+    """Each sketch's paired photo index (Sketchy names ``<photo_id>-<n>``); error when nothing pairs."""
+    pairs = pair_sketches_to_photos([it.path for it in sketches], [it.label for it in sketches],
+                                    [it.path for it in photos], [it.label for it in photos])
+    if all(p is None for p in pairs):
+        raise ValueError("fine-grained evaluation: no sketch file is named '<photo_id>-<n>' after a photo of its "
+                         "class (Sketchy's convention), so no sketch has a paired photo")
+    return pairs
+
+
+@torch.no_grad()
+def finegrained_scores(model: MarsModel, sketches: EmbeddingSet, photos: EmbeddingSet, pairs: list[int | None], *,
+                       kinds: Sequence[str] = RETRIEVAL_KINDS) -> dict[str, dict]:
+    """Instance-level Acc@1/Acc@5 per kind; ``pairs`` from :func:`sketch_photo_pairs` (same item order)."""
+    out = {}
+    for kind in kinds:
+        q = model.retrieval_embedding(sketches.embeddings.to(model.device), SKETCH, kind).float().cpu()
+        g = model.retrieval_embedding(photos.embeddings.to(model.device), PHOTO, kind).float().cpu()
+        out[kind] = finegrained_accuracy(q, g, sketches.labels, photos.labels, pairs)
+    return out
+
+
+def _concat(sets: Sequence[EmbeddingSet]) -> EmbeddingSet:
+    return EmbeddingSet(torch.cat([s.embeddings for s in sets]), [p for s in sets for p in s.paths],
+                        [y for s in sets for y in s.labels], [m for s in sets for m in s.modalities],
+                        sets[0].manifest, all(s.from_cache for s in sets))
+
+
+# --------------------------------------------------------------------------- workflow
+def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | None = None, *,
+             convention: str | None = None, generalized: bool = False, finegrained: bool = False,
+             classes: Sequence[str] | None = None, seen_class_evaluation: bool = False,
+             classes_seen: Sequence[str] | None = None, kinds: Sequence[str] = RETRIEVAL_KINDS,
+             cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
+             fast_mode: bool = False, pretrained: str | None = None, device=None, batch_size: int = 64,
+             progress: bool = False) -> EvalReport:
+    """Evaluate category-level ZS-SBIR (and optionally fine-grained) on a split.
+
+    Args:
+        model_or_checkpoint: MarsModel, checkpoint file, or model config name (see resolve_model).
+        data, split: dataset folder and split (see :func:`resolve_split`).
+        convention: ``reference``/``standard``; default: the checkpoint's recorded one, else reference.
+        generalized: gallery also holds the split's seen-class validation photos.
+        finegrained: add instance-level Acc@1/Acc@5 (Sketchy pairing).
+        classes: classes to evaluate (default: the split's unseen classes).
+        seen_class_evaluation: allow evaluating classes the model trained on (report marked).
+        classes_seen: training classes of a bare model (added to those a checkpoint records).
+        cache_dir: embedding cache root (None: compute without caching).
+        out_dir: when given, write ``eval_<split>[_generalized].json`` and ``.md`` there.
+        fast_mode: mark every table "fast mode / not comparable with published numbers".
+    Returns:
+        the EvalReport (``.files`` holds the written paths).
+    """
+    model, info = resolve_model(model_or_checkpoint, pretrained=pretrained, device=device)
+    if classes_seen is not None:
+        # added to, never replacing, what a checkpoint records: the bookkeeping cannot be talked away
+        info["classes_seen"] = sorted(set(info["classes_seen"] or []) | set(classes_seen))
+    recorded = info.pop("metric_convention")
+    convention = convention or recorded or "reference"
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    split = resolve_split(data, split)
+    classes = tuple(split.unseen if classes is None else classes)
+    check_zero_shot(classes, info["classes_seen"], seen_class_evaluation=seen_class_evaluation,
+                    what=info["checkpoint"] or f"model {info['name']}")  # before any image is read
+    eval_data = load_eval_data(data, split, classes=classes, generalized=generalized, finegrained=finegrained)
+    pairs = sketch_photo_pairs(eval_data.query, eval_data.finegrained_photos) if finegrained else None
+
+    embedded = {name: embed_items(model, ds, cache_dir, batch_size=batch_size, progress=progress or None)
+                for name, ds in eval_data.parts().items()}
+    gallery_parts = [embedded["gallery"]] + ([embedded["seen_photos"]] if "seen_photos" in embedded else [])
+    gallery = _concat(gallery_parts)
+    metrics = retrieval_scores(model, embedded["query"], gallery, convention=convention, kinds=kinds)
+    fg = None
+    if finegrained:
+        photos = embedded.get("finegrained_photos", embedded["gallery"])
+        fg = finegrained_scores(model, embedded["query"], photos, pairs, kinds=kinds)
+
+    report = EvalReport(
+        metrics=metrics, convention=convention, setting="generalized" if generalized else "zero_shot",
+        split=eval_data.split.name, benchmark=eval_data.split.benchmark, data=str(eval_data.root), model=info,
+        query={"count": len(eval_data.query), "classes": sorted(set(eval_data.query.classes))},
+        gallery={"count": len(gallery), "classes": sorted(set(gallery.labels)),
+                 "seen_photos": len(eval_data.seen_photos)},
+        finegrained=fg, fast_mode=fast_mode, seen_class_evaluation=seen_class_evaluation,
+        cache={name: es.from_cache for name, es in embedded.items()})
+    if out_dir is not None:
+        report.save(out_dir)
+    return report
+
+
+# -------------------------------------------------------------------------------- CLI
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model / --pretrained / --checkpoint / --device, shared by 'evaluate' and 'embed'."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=None, help="model config: tiny or ViT-B-32 (ignored with --checkpoint)")
+    group.add_argument("--pretrained", default=None,
+                       help="backbone weights: an open_clip tag (openai) or a local weight file; with "
+                            "--checkpoint, overrides the weights it records")
+    group.add_argument("--checkpoint", default=None, help="a mars_lite checkpoint (.safetensors)")
+    group.add_argument("--device", default=None, help="torch device (default cpu)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed for randomly initialised weights, so a random-init model (and its cache "
+                            "entry) is the same on every run (default %(default)s)")
+
+
+def model_source(args: argparse.Namespace, parser_name: str) -> str:
+    """The model argument for resolve_model from parsed CLI options (clear error when none).
+
+    Also seeds torch with ``--seed``: weights that are not loaded (random init) then repeat.
+    """
+    torch.manual_seed(args.seed)
+    if args.checkpoint:
+        return args.checkpoint
+    if args.model:
+        return args.model
+    raise SystemExit(f"{parser_name}: give --checkpoint CKPT or --model tiny|ViT-B-32")
+
+
+def configure_cli(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mars-lite evaluate``."""
+    add_model_arguments(parser)
+    parser.add_argument("--data", required=True, help="dataset folder (<data>/<modality>/<class>/...) or benchmark root")
+    parser.add_argument("--split", default=None,
+                        help=f"split name ({', '.join(list_splits())}) or a JSON file; default <data>/split_zs.json")
+    parser.add_argument("--out", required=True, help="folder for the report (.json and .md)")
+    parser.add_argument("--convention", choices=CONVENTIONS, default=None,
+                        help="metric convention (default: the checkpoint's, else reference)")
+    parser.add_argument("--generalized", action="store_true", help="generalized ZS-SBIR: add seen-class photos")
+    parser.add_argument("--finegrained", action="store_true", help="also instance-level Acc@1/Acc@5 (Sketchy)")
+    parser.add_argument("--classes", default=None, help="comma-separated classes to evaluate (default: unseen)")
+    parser.add_argument("--seen-class-evaluation", action="store_true",
+                        help="allow classes the checkpoint trained on (report marked as not zero-shot)")
+    parser.add_argument("--fast-mode", action="store_true", help=f"mark tables '{FAST_MODE_NOTE}'")
+    parser.add_argument("--cache-dir", default=None, help="embedding cache (default <artifacts>/embeddings)")
+    parser.add_argument("--no-cache", action="store_true", help="compute embeddings without the cache")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    from ..settings import artifacts_dir
+    cache = None if args.no_cache else (args.cache_dir or artifacts_dir() / "embeddings")
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    report = evaluate(model_source(args, "mars-lite evaluate"), args.data, args.split,
+                      convention=args.convention, generalized=args.generalized, finegrained=args.finegrained,
+                      classes=classes, seen_class_evaluation=args.seen_class_evaluation, cache_dir=cache,
+                      out_dir=args.out, fast_mode=args.fast_mode, pretrained=args.pretrained, device=args.device,
+                      batch_size=args.batch_size, progress=True)
+    print(report.to_markdown())
+    print(f"wrote {report.files['json']} and {report.files['markdown']}")
+    return 0

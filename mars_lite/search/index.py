@@ -1,0 +1,338 @@
+"""The gallery index behind the sketch pad: photo embeddings per retrieval kind, searchable and saved to disk.
+
+Retrieval (method.md) compares a query embedding with gallery embeddings of the matching kind.
+For *photos* the three kinds need only two matrices:
+
+    original   z_v                        (photos' own CLIP embeddings)
+    converted  z_v                        (converting a photo into the photo modality is a no-op)
+    semantic   normalize(z_v - m_photo)   (photo modality vector removed)
+
+so ``GalleryIndex`` stores ``original`` and ``semantic`` (N, D) unit matrices plus the modality
+vectors M they were made with (a later model with other M is refused, because the semantic
+gallery would no longer match its queries). The query side applies
+``MarsModel.retrieval_embedding(z_sketch, "sketch", kind)`` and searches ``GALLERY_KIND[kind]``.
+
+Search is exact by default (chunked matmul + topk, see ``search.py``); ``build_approximate``
+adds faiss indexes for huge galleries. On disk: ``index.json`` (paths, labels, metadata),
+``vectors.safetensors`` and ``faiss_<kind>.index``, each written atomically.
+
+``mars-lite index build --model ... [--checkpoint ...] --data DIR --out DIR`` builds one from a
+folder (or a benchmark's unseen photos) and prints the approximate index's recall@10.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..files import atomic_write
+from .topk import SearchResult, build_faiss_index, exact_topk, faiss_search, recall_at_k
+
+FORMAT = "mars_lite.index/1"
+GALLERY_KIND = {"original": "original", "converted": "original", "semantic": "semantic"}
+STORED_KINDS = ("original", "semantic")
+
+
+class ModelMismatchError(ValueError):
+    """An index was built with other modality vectors or another backbone than the query model."""
+
+
+class GalleryIndex:
+    """Photo embeddings for retrieval, with exact and optional approximate search.
+
+    Attributes:
+        vectors: {"original": (N, D), "semantic": (N, D)} float32 unit rows.
+        modality_embeddings: (4, D) float32, the M used for the semantic matrix.
+        paths, labels: N entries.
+        meta: JSON-ready facts (model, backbone fingerprint, data source, approximate settings, recall).
+        approximate: {stored kind: faiss index} built by :meth:`build_approximate` or loaded.
+    """
+
+    def __init__(self, vectors: dict[str, torch.Tensor], modality_embeddings: torch.Tensor,
+                 paths: Sequence[str], labels: Sequence[str], meta: dict | None = None, approximate=None):
+        missing = [k for k in STORED_KINDS if k not in vectors]
+        if missing:
+            raise ValueError(f"gallery vectors for {missing} are missing; need {STORED_KINDS}")
+        n = len(paths)
+        for kind, matrix in vectors.items():
+            if matrix.dim() != 2 or matrix.shape[0] != n:
+                raise ValueError(f"{kind} vectors have shape {tuple(matrix.shape)}; expected ({n}, D)")
+        if len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for {n} gallery paths")
+        self.vectors = {k: v.float().contiguous() for k, v in vectors.items()}
+        self.modality_embeddings = modality_embeddings.detach().float().cpu()
+        self.paths, self.labels = list(paths), list(labels)
+        self.meta = dict(meta or {})
+        self.approximate = dict(approximate or {})
+
+    @classmethod
+    def from_photo_embeddings(cls, embeddings: torch.Tensor, model, paths: Sequence[str],
+                              labels: Sequence[str], meta: dict | None = None) -> "GalleryIndex":
+        """Index (N, D) original photo embeddings z_v, deriving the semantic matrix with ``model``'s M."""
+        original = F.normalize(embeddings.detach().float().cpu(), dim=-1)
+        with torch.inference_mode():
+            semantic = model.retrieval_embedding(original.to(model.device), "photo", "semantic").float().cpu()
+        from ..embed import backbone_fingerprint
+        info = {"format": FORMAT, "count": len(paths), "dim": int(original.shape[1]),
+                "model_name": model.config.name, "pretrained": model.pretrained,
+                "backbone_sha256": backbone_fingerprint(model), **(meta or {})}
+        return cls({"original": original, "semantic": semantic}, model.modality_embeddings.weight,
+                   paths, labels, info)
+
+    @classmethod
+    def from_embedding_set(cls, es, model, meta: dict | None = None) -> "GalleryIndex":
+        """Index the photos of an ``embed_cache.EmbeddingSet`` (sketch rows are left out)."""
+        photos = es.select(modality="photo")
+        if len(photos) == 0:
+            raise ValueError("the embedding set holds no photos to index")
+        return cls.from_photo_embeddings(photos.embeddings, model, photos.paths, photos.labels, meta)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors["original"].shape[1])
+
+    def __repr__(self) -> str:
+        approx = ", ".join(f"{k}: {type(v).__name__}" for k, v in self.approximate.items()) or "none"
+        return (f"GalleryIndex({len(self)} photos, D={self.dim}, {len(set(self.labels))} classes, "
+                f"model={self.meta.get('model_name')}, approximate={approx})")
+
+    def matrix(self, kind: str) -> torch.Tensor:
+        """(N, D) gallery matrix searched by a query of retrieval ``kind``."""
+        if kind not in GALLERY_KIND:
+            raise ValueError(f"unknown retrieval kind {kind!r}; use one of {tuple(GALLERY_KIND)}")
+        return self.vectors[GALLERY_KIND[kind]]
+
+    def check_model(self, model) -> None:
+        """Raise ModelMismatchError unless ``model`` has the M and backbone the index was built with."""
+        m = model.modality_embeddings.weight.detach().float().cpu()
+        if m.shape != self.modality_embeddings.shape or not torch.allclose(m, self.modality_embeddings, atol=1e-6):
+            raise ModelMismatchError(
+                f"this index ({self.meta.get('source', 'in memory')}) was built with other modality vectors "
+                "than the query model's; rebuild it with the same model/checkpoint "
+                "('mars-lite index build --model ... --checkpoint ...')")
+        stored = self.meta.get("backbone_sha256")
+        if stored:
+            from ..embed import backbone_fingerprint
+            if backbone_fingerprint(model) != stored:
+                raise ModelMismatchError(
+                    f"this index ({self.meta.get('source', 'in memory')}) was built with another backbone "
+                    f"({self.meta.get('model_name')}, {self.meta.get('pretrained')}); rebuild it for this model")
+
+    def search(self, queries: torch.Tensor, kind: str = "original", k: int = 10, approximate: bool = False,
+               chunk_size: int | None = None) -> SearchResult:
+        """Top-k gallery photos for (Q, D) unit queries already in retrieval ``kind``.
+
+        ``approximate=True`` uses the faiss index of that kind (build or load it first).
+        """
+        if queries.dim() == 1:
+            queries = queries.unsqueeze(0)
+        stored = GALLERY_KIND.get(kind)
+        if approximate:
+            if stored not in self.approximate:
+                raise ValueError(f"no approximate index for kind {kind!r}; call build_approximate() first")
+            return faiss_search(self.approximate[stored], queries.detach().cpu(), k)
+        kwargs = {} if chunk_size is None else {"chunk_size": chunk_size}
+        return exact_topk(queries.detach().cpu().float(), self.matrix(kind), k, **kwargs)
+
+    def build_approximate(self, method: str = "ivf", kinds: Sequence[str] = STORED_KINDS, **options) -> None:
+        """Build faiss indexes (see ``search.build_faiss_index`` for ``method`` and options)."""
+        for kind in kinds:
+            self.approximate[GALLERY_KIND[kind]] = build_faiss_index(self.vectors[GALLERY_KIND[kind]], method,
+                                                                     **options)
+        self.meta["approximate"] = {"method": method, **{k: v for k, v in options.items()
+                                                         if isinstance(v, (int, float, str))}}
+
+    def approximate_recall(self, queries: torch.Tensor, kind: str = "original", k: int = 10) -> float:
+        """recall@k of the approximate index against exact search for (Q, D) queries of ``kind``."""
+        exact = self.search(queries, kind, k)
+        approx = self.search(queries, kind, k, approximate=True)
+        return recall_at_k(approx.indices, exact.indices, k=min(k, len(self)))
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str | Path) -> Path:
+        """Write the index into ``folder`` (created); each file atomically, ``index.json`` last."""
+        import faiss
+
+        folder = Path(folder)
+        tensors = {f"gallery.{k}": v for k, v in self.vectors.items()}
+        tensors["modality_embeddings"] = self.modality_embeddings.contiguous()
+        atomic_write(folder / "vectors.safetensors", lambda tmp: save_file(tensors, tmp))
+        for kind, index in self.approximate.items():
+            atomic_write(folder / f"faiss_{kind}.index", lambda tmp, ix=index: faiss.write_index(ix, str(tmp)))
+        record = {"format": FORMAT, "meta": self.meta, "approximate_kinds": sorted(self.approximate),
+                  "paths": self.paths, "labels": self.labels}
+        atomic_write(folder / "index.json", lambda tmp: Path(tmp).write_text(json.dumps(record)))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, approximate: bool = True) -> "GalleryIndex":
+        """Read an index written by :meth:`save` (faiss parts too unless ``approximate=False``)."""
+        folder = Path(folder)
+        try:
+            record = json.loads((folder / "index.json").read_text())
+            tensors = load_file(str(folder / "vectors.safetensors"))
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{folder} holds no gallery index (index.json + vectors.safetensors); "
+                                    "build one with 'mars-lite index build'") from err
+        if record.get("format") != FORMAT:
+            raise ValueError(f"{folder}/index.json has format {record.get('format')!r}, expected {FORMAT!r}")
+        faiss_indexes = {}
+        if approximate and record.get("approximate_kinds"):
+            import faiss
+            faiss_indexes = {k: faiss.read_index(str(folder / f"faiss_{k}.index")) for k in record["approximate_kinds"]}
+        vectors = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("gallery.")}
+        meta = {**record["meta"], "source": str(folder)}
+        return cls(vectors, tensors["modality_embeddings"], record["paths"], record["labels"], meta, faiss_indexes)
+
+
+def photo_index_from_items(model, items, cache_dir: str | Path | None = None, meta: dict | None = None,
+                           progress=None) -> GalleryIndex:
+    """Embed the photos among ``items`` (through the embedding cache) and index them."""
+    from ..embed import embed_items
+
+    photos = [item for item in items if item.modality == "photo"]
+    if not photos:
+        raise ValueError("no photos among the gallery items: a gallery folder needs <root>/photo/<class>/<file>")
+    es = embed_items(model, photos, cache_dir, progress=progress)
+    return GalleryIndex.from_embedding_set(es, model, meta)
+
+
+# ---------------------------------------------------------------- galleries and models
+def gallery_dataset(data: str | Path = "mini_sbir", benchmark: str | None = None, split: str | None = None):
+    """The photos (and sketches, used as test queries) of a gallery source.
+
+    Args:
+        data: ``"mini_sbir"`` (the real data folder's mini_sbir), or a folder: the generic layout
+            ``<root>/<modality>/<class>/<file>`` or, with ``benchmark``, that benchmark's layout.
+        benchmark: ``sketchy``, ``tuberlin`` or ``quickdraw`` to read ``data`` as that benchmark.
+        split: a zero-shot split name (``mars_lite.data.list_splits()``) to keep only its unseen
+            classes, as in the zero-shot protocol; ``None`` keeps every class.
+    Returns:
+        an ``ImageDataset``.
+    """
+    from .. import settings
+    from ..data import benchmark_dataset, folder_dataset, load_split
+
+    root = settings.data_root() / "mini_sbir" if str(data) == "mini_sbir" else Path(data).expanduser()
+    dataset = benchmark_dataset(benchmark, root) if benchmark else folder_dataset(root)
+    if split:
+        dataset = dataset.select(classes=load_split(split, root=root).unseen)
+    return dataset
+
+
+def load_model(name: str = "tiny", pretrained: str | None = "default", checkpoint: str | Path | None = None,
+               device=None, seed: int = 0):
+    """A MarsModel for querying: ``name`` with ``pretrained`` weights, then ``checkpoint`` if given.
+
+    ``pretrained="default"`` takes the config's default (OpenAI weights for ViT-B-32, none for tiny);
+    ``None``/``"none"`` is random init; with a checkpoint, the checkpoint's own model config is used.
+    Parameters not loaded from weights are drawn with ``seed`` (the global RNG is left untouched),
+    so a random-init model built here matches an index built by ``mars-lite index build``.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _load_model(name, pretrained, checkpoint, device)
+
+
+def _load_model(name, pretrained, checkpoint, device):
+    from ..method.checkpoint import load_checkpoint
+    from ..method.model import create_model, get_model_config
+
+    if pretrained in ("none", "None", ""):
+        pretrained = None
+    if checkpoint is not None:
+        override = None if pretrained == "default" else pretrained
+        model, _ = load_checkpoint(checkpoint, pretrained=override, device=device)
+        return model.eval()
+    if pretrained == "default":
+        pretrained = get_model_config(name).default_pretrained
+    model, _ = create_model(name, pretrained=pretrained, device=device)
+    return model.eval()
+
+
+@torch.inference_mode()
+def sketch_queries(model, sketches, limit: int = 200, cache_dir=None) -> dict[str, torch.Tensor]:
+    """Query embeddings of up to ``limit`` sketch items (evenly spread): {kind: (Q, D)} for every kind."""
+    from ..embed import embed_items
+
+    step = max(1, len(sketches) // limit)
+    chosen = list(sketches)[::step][:limit]
+    z = embed_items(model, chosen, cache_dir).embeddings.to(model.device)
+    return {kind: model.retrieval_embedding(z, "sketch", kind).float().cpu() for kind in GALLERY_KIND}
+
+
+# ----------------------------------------------------------------------- CLI
+def _run_build(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    model = load_model(args.model, args.pretrained, args.checkpoint, seed=args.seed)
+    dataset = gallery_dataset(args.data, args.benchmark, args.split)
+    cache = None if args.cache == "none" else (args.cache or _default_cache())
+    index = photo_index_from_items(model, dataset, cache, progress=True,
+                                   meta={"data": str(args.data), "benchmark": args.benchmark, "split": args.split,
+                                         "checkpoint": args.checkpoint and str(args.checkpoint)})
+    print(f"embedded {len(index)} photos of {len(set(index.labels))} classes in {time.perf_counter() - start:.1f} s")
+    method = args.approximate
+    if method == "auto":
+        method = "ivf" if len(index) >= 50_000 else "hnsw"
+    if method != "none":
+        t0 = time.perf_counter()
+        options = {k: v for k, v in (("nlist", args.nlist), ("nprobe", args.nprobe)) if v and method == "ivf"}
+        index.build_approximate(method, **options)
+        print(f"approximate index ({method}) built in {time.perf_counter() - t0:.1f} s")
+        sketches = dataset.select(modality="sketch")
+        if len(sketches):
+            probes, what = sketch_queries(model, sketches, cache_dir=cache), "sketches"
+        else:  # no sketches in the folder: the photos themselves probe the index
+            step = max(1, len(index) // 200)
+            probes, what = {kind: index.matrix(kind)[::step][:200] for kind in GALLERY_KIND}, "gallery photos"
+        recall = {}
+        for kind, queries in probes.items():
+            recall[kind] = index.approximate_recall(queries, kind, k=args.k)
+            print(f"recall@{args.k} of {method} vs exact search, {kind} queries ({len(queries)} {what}): "
+                  f"{recall[kind]:.4f}")
+        index.meta["approximate"]["recall_at_k"] = {"k": args.k, **recall}
+    index.save(args.out)
+    print(f"saved {index!r} to {args.out}")
+    return 0
+
+
+def _default_cache() -> Path:
+    from .. import settings
+    return settings.artifacts_dir() / "embeddings"
+
+
+def configure_cli(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    build = actions.add_parser("build", help="embed a gallery's photos and save a searchable index",
+                               description="Embed the photos of a gallery (through the embedding cache), "
+                               "build exact + approximate search and save them to --out.")
+    build.add_argument("--model", default="tiny", help="model config (tiny, ViT-B-32, ...; default: %(default)s)")
+    build.add_argument("--pretrained", default="default",
+                       help="backbone weights: open_clip tag, local file, 'none', or 'default' (the config's)")
+    build.add_argument("--checkpoint", type=Path, help="a mars_lite checkpoint (.safetensors) to load")
+    build.add_argument("--seed", type=int, default=0,
+                       help="seed of randomly initialised parameters (random-init models, M without checkpoint)")
+    build.add_argument("--data", default="mini_sbir",
+                       help="gallery folder <root>/<modality>/<class>/<file>, or 'mini_sbir' (default)")
+    build.add_argument("--benchmark", choices=("sketchy", "tuberlin", "quickdraw"),
+                       help="read --data as this benchmark's layout")
+    build.add_argument("--split", help="keep only this zero-shot split's unseen classes (e.g. sketchy_split2)")
+    build.add_argument("--out", type=Path, required=True, help="folder to write the index into")
+    build.add_argument("--approximate", choices=("auto", "ivf", "hnsw", "none"), default="auto",
+                       help="faiss index to add (auto: ivf from 50,000 photos, else hnsw)")
+    build.add_argument("--nlist", type=int, help="IVF cells (default ~4 sqrt(N))")
+    build.add_argument("--nprobe", type=int, help="IVF cells visited per query")
+    build.add_argument("--k", type=int, default=10, help="k of the printed recall@k (default: %(default)s)")
+    build.add_argument("--cache", help="embedding cache folder ('none' to skip; default: <artifacts>/embeddings)")
+    build.set_defaults(func=_run_build)
+    parser.set_defaults(func=lambda _args: (parser.print_help(file=sys.stderr), 2)[1])

@@ -1,0 +1,296 @@
+"""Train MARS: ``train(config, data_root, out_dir) -> TrainResult`` and ``mars-lite train``.
+
+Backbone modes (``TrainConfig.mode``, see method.md "Training"):
+
+``frozen``     CLIP fixed; image embeddings computed once and cached on disk (``embed_cache``),
+               only M and the classifier train, with the inner-product loss (CPU minutes).
+``paper``      every CLIP parameter trains at ``backbone_lr`` (5e-8 in the paper), M and the
+               classifier at ``lr`` (5e-3).
+``layernorm``  only CLIP's LayerNorm parameters train (at ``backbone_lr``).
+
+AdamW (weight decay 0.1 on every parameter), 5% linear warm-up then a constant rate, mixed
+precision on CUDA. Only seen classes are read; the best checkpoint is chosen on a held-out part
+of them. Files in ``out_dir``: ``last.safetensors`` and ``best.safetensors`` (load with
+``mars_lite.method.checkpoint.load_checkpoint``), ``history.json`` (loss curves) and ``last_state.pt``
+(what ``resume=True`` / ``--resume`` continues from). Several processes:
+``torchrun --nproc_per_node=N -m mars_lite.cli train ...`` (see :mod:`mars_lite.train.distributed`).
+Modules: train_data (rows, split, samplers), frozen_loss / train_frozen, train_full,
+train_validation, train_loop (epochs, checkpoints), train_state (resume), train_dist.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..config import ConfigError
+from ..method.model import create_model
+from ..settings import progress_enabled, seed_everything
+from .config import (
+    MODES,
+    RESUMABLE_CHANGES,
+    TrainConfig,
+    TrainResult,
+    list_train_configs,
+    load_train_config,
+)
+from .rows import build_rows, make_sampler, resolve_split, seen_split
+from .distributed import DistInfo, barrier, init_distributed, process_device, shutdown
+from .loop import TrainingRun
+from .state import BEST_CHECKPOINT, LAST_CHECKPOINT, load_state
+
+__all__ = ["TrainConfig", "TrainResult", "configure_cli", "list_train_configs", "load_train_config", "train",
+           "train_on_embeddings"]
+
+
+def _log_fn(enabled: bool):
+    return (lambda line: print(f"[mars-lite train] {line}", flush=True)) if enabled else (lambda line: None)
+
+
+def _check_resume_config(saved_json: str, cfg: TrainConfig, out_dir: Path) -> None:
+    saved, now = json.loads(saved_json), json.loads(json.dumps(asdict(cfg)))
+    differ = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+              if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
+    if differ:
+        raise ConfigError(f"cannot resume {out_dir}: the config differs from the one it was started with "
+                          f"({'; '.join(differ)}); only {list(RESUMABLE_CHANGES)} may change")
+
+
+def _subsample(dataset, per_class: int | None):
+    if per_class is None:
+        return list(dataset)
+    kept, counts = [], {}
+    for item in sorted(dataset, key=lambda it: (it.label, it.modality, str(it.path), it.index or 0)):
+        key = (item.label, item.modality)
+        if counts.get(key, 0) < per_class:
+            counts[key] = counts.get(key, 0) + 1
+            kept.append(item)
+    return kept
+
+
+def _initial_model(cfg: TrainConfig, unseen, device):
+    """A fresh model from the config, or the one stored in ``init_checkpoint``."""
+    if cfg.init_checkpoint is None:
+        return create_model(cfg.model, pretrained=cfg.pretrained, device=device)[0]
+    from ..method.checkpoint import load_checkpoint
+    from .rows import check_no_unseen
+    model, meta = load_checkpoint(cfg.init_checkpoint, device=device)
+    check_no_unseen(meta.get("classes_seen", []), unseen, f"the training classes of {cfg.init_checkpoint}")
+    return model
+
+
+def _frozen_setup(model, rows, val_rows, cfg, dist, device, progress, log):
+    """Embed (or read from the cache) the training and validation images once; the engine, the
+    validator and whether the cache was used."""
+    from .fast_frozen.loss import CachedPairs
+    from ..settings import artifacts_dir
+    from .frozen import FrozenEngine
+    from .validation import embed_rows, validate, validation_set
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else artifacts_dir() / "embeddings"
+    both = build_rows(list(rows.items) + list(val_rows.items if val_rows else ()))
+    if not dist.is_main:
+        barrier(dist)  # the main process fills the cache first
+    embedded, captions = embed_rows(model, both, cache, cfg.embed_batch_size,
+                                    progress=progress_enabled(progress) and dist.is_main)
+    if dist.is_main:
+        barrier(dist)
+    log(f"embeddings {'read from' if embedded.from_cache else 'computed into'} the cache at {cache}")
+    emb, logit_scale = embedded.embeddings.to(device), float(model.logit_scale)
+    caption_map = {text: i for i, text in enumerate(both.captions)}
+    train_captions = captions[[caption_map[t] for t in rows.captions]]
+    pairs = CachedPairs(emb[:len(rows)], train_captions, rows.caption_index, rows.image_ids, rows.caption_ids,
+                        logit_scale=logit_scale)
+    engine = FrozenEngine(model, pairs, cfg.weights, cfg.lr, cfg.weight_decay, dist, cfg.frozen_threads,
+                          cfg.frozen_prefetch)
+    validator = None
+    if val_rows is not None:
+        val_captions = captions[[caption_map[t] for t in val_rows.captions]]
+        vset = validation_set(val_rows, emb[len(rows):], val_captions, logit_scale)
+
+        def validator(m):
+            return validate(vset, m, cfg.weights, cfg.batch_size, cfg.seed, cfg.retrieval_kind, cfg.metric_convention)
+    return engine, validator, embedded.from_cache
+
+
+def _full_setup(model, rows, val_rows, cfg, dist, device):
+    """The paper/layernorm engine and a validator that embeds the validation images each time."""
+    from .full import FullEngine
+    from .validation import embed_rows, validate, validation_set
+    engine = FullEngine(model, rows, cfg.mode, cfg.weights, cfg.lr, cfg.backbone_lr, cfg.weight_decay, cfg.amp,
+                        cfg.num_workers, cfg.preload_images, dist)
+    if val_rows is None:
+        return engine, None
+
+    def validator(m):
+        embedded, captions = embed_rows(m, val_rows, None, cfg.embed_batch_size)
+        vset = validation_set(val_rows, embedded.embeddings.to(device), captions, float(m.logit_scale))
+        return validate(vset, m, cfg.weights, cfg.batch_size, cfg.seed, cfg.retrieval_kind, cfg.metric_convention)
+    return engine, validator
+
+
+def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: bool = False,
+          progress: bool | None = None, verbose: bool = True, **overrides) -> TrainResult:
+    """Train a model and write checkpoints to ``out_dir``.
+
+    Args:
+        config: shipped config name (``fast``, ``frozen``, ``paper``, ``layernorm``), JSON path,
+            dict or TrainConfig. overrides: TrainConfig fields that replace the config's
+            (``epochs=3``, ``max_steps=10`` ...).
+        data_root: dataset folder (e.g. ``../shared/data/mini_sbir``).
+        out_dir: output folder (created). resume: continue the run saved in ``out_dir``.
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        progress: tqdm bars (default: only on a terminal, never under CI / TQDM_DISABLE).
+        verbose: print one line per epoch (main process).
+    Returns:
+        a :class:`TrainResult` (history for loss curves, checkpoint paths).
+    """
+    started = time.perf_counter()
+    if data_root is None or out_dir is None:
+        raise ValueError("train() needs data_root (dataset folder) and out_dir (where checkpoints go)")
+    cfg = load_train_config(config, **overrides)
+    out_dir, data_root = Path(out_dir), Path(data_root)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    joined_here = not torch.distributed.is_initialized()
+    dist = init_distributed(device)
+    device = process_device(device, dist)
+    log = _log_fn(verbose and dist.is_main)
+    state = None
+    if resume:
+        state = load_state(out_dir)
+        _check_resume_config(state["config"], cfg, out_dir)
+    try:
+        seed_everything(cfg.seed)
+        split = resolve_split(cfg.split, data_root)
+        parts = seen_split(data_root, split, cfg.val_fraction, cfg.val_seed)
+        rows = build_rows(_subsample(parts.train, cfg.max_images_per_class), parts.unseen)
+        val_rows = build_rows(parts.val, parts.unseen) if len(parts.val) else None
+        log(f"{cfg.mode} mode, {len(rows)} training rows of {len(parts.seen)} seen classes, "
+            f"{len(val_rows) if val_rows else 0} validation rows, {dist.world_size} process(es) on {device}")
+        model = _initial_model(cfg, parts.unseen, device)
+        if state is not None:
+            model.load_state_dict(state["model"], strict=False)
+        if cfg.mode == "frozen":
+            engine, validator, from_cache = _frozen_setup(model, rows, val_rows, cfg, dist, device, progress, log)
+        else:
+            (engine, validator), from_cache = _full_setup(model, rows, val_rows, cfg, dist, device), None
+        meta = {"classes_seen": list(parts.seen),
+                "extra": {"mode": cfg.mode, "split": parts.split_name, "unseen": list(parts.unseen),
+                          "val_rule": {"fraction": parts.val_rule.fraction, "salt": parts.val_rule.salt},
+                          "train_config": asdict(cfg)}}
+        result = _execute(model, engine, rows.labels, cfg, dist, out_dir, validator, meta, state, log, progress)
+    finally:
+        if joined_here:
+            shutdown(dist)
+    result.embeddings_from_cache, result.seconds = from_cache, time.perf_counter() - started
+    return result
+
+
+def _execute(model, engine, labels, cfg, dist, out_dir, validator, meta, state, log, progress) -> TrainResult:
+    """Sampler, loop, (resume) and the result; shared by :func:`train` and :func:`train_on_embeddings`."""
+    started = time.perf_counter()
+    sampler = make_sampler(labels, seed=cfg.seed, balanced=cfg.balanced_sampler, shuffle=cfg.shuffle,
+                           num_replicas=dist.world_size, rank=dist.rank)
+    if out_dir is not None and dist.is_main:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    run = TrainingRun(model=model, engine=engine, sampler=sampler, num_rows=len(labels), cfg=cfg, dist=dist,
+                      out_dir=out_dir, validator=validator, checkpoint_meta=meta, log=log, progress=progress)
+    if state is not None:
+        run.restore(state)
+        log(f"resumed at epoch {run.epoch + 1}, step {run.global_step}")
+    run.run()
+    last = best = None
+    if out_dir is not None:
+        last, best = Path(out_dir) / LAST_CHECKPOINT, Path(out_dir) / BEST_CHECKPOINT
+        best = best if best.is_file() else None
+    return TrainResult(None if out_dir is None else Path(out_dir), cfg, run.history.to_dict(), last, best,
+                       run.best_epoch, run.epoch, run.global_step, run.stopped_early, None,
+                       time.perf_counter() - started)
+
+
+def train_on_embeddings(model, image_embeds: torch.Tensor, caption_embeds: torch.Tensor, caption_index,
+                        image_ids, caption_ids, labels, config="frozen", *, out_dir=None,
+                        classes_seen=None, verbose: bool = False, progress: bool | None = None,
+                        **overrides) -> TrainResult:
+    """Frozen-mode training of ``model``'s M and classifier on embeddings you already have.
+
+    Args:
+        model: a MarsModel; its modality vectors and classifier are trained in place.
+        image_embeds: (N, D) image embeddings z_v; caption_embeds: (C, D) caption embeddings.
+        caption_index, image_ids, caption_ids: (N,) int64 per row (see ``frozen_loss.CachedPairs``).
+        labels: N class names (for the class-balanced sampler).
+        config / overrides: a TrainConfig as in :func:`train` (``mode`` is forced to ``frozen``).
+        out_dir: where checkpoints and history go; None writes nothing. No validation is run.
+    """
+    from .fast_frozen.loss import CachedPairs
+    from .frozen import FrozenEngine
+    cfg = load_train_config(config, **{**overrides, "mode": "frozen"})
+    seed_everything(cfg.seed)
+    device = model.device
+    pairs = CachedPairs(image_embeds.to(device), caption_embeds.to(device), caption_index, image_ids, caption_ids,
+                        logit_scale=float(model.logit_scale))
+    engine = FrozenEngine(model, pairs, cfg.weights, cfg.lr, cfg.weight_decay, threads=cfg.frozen_threads,
+                          prefetch=cfg.frozen_prefetch)
+    meta = {"classes_seen": sorted(set(classes_seen or labels)), "extra": {"mode": "frozen", "train_config": asdict(cfg)}}
+    return _execute(model, engine, list(labels), cfg, DistInfo(), out_dir, None, meta, None, _log_fn(verbose), progress)
+
+
+# ------------------------------------------------------------------------------ CLI
+def configure_cli(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mars-lite train``."""
+    parser.description = ("Train MARS on the seen classes of a split (frozen, paper or layernorm backbone "
+                          "mode); writes last/best checkpoints, history.json and a resumable state to --out. "
+                          "Several processes: torchrun --nproc_per_node=N -m mars_lite.cli train ...")
+    parser.add_argument("--config", required=True,
+                        help=f"shipped config ({', '.join(list_train_configs())}) or a JSON file of TrainConfig fields")
+    parser.add_argument("--data", required=True, help="dataset folder (<root>/<sketch|photo>/<class>/<files> "
+                        "or a benchmark layout), e.g. ../shared/data/mini_sbir")
+    parser.add_argument("--out", required=True, help="output folder for checkpoints, history.json and the state")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out (last_state.pt)")
+    parser.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    parser.add_argument("--split", help="split name (e.g. tuberlin_split_b) or JSON with seen/unseen lists; "
+                        "default: the config's, else <data>/split_zs.json")
+    parser.add_argument("--mode", choices=MODES, help="backbone mode, overrides the config")
+    parser.add_argument("--model", help="model config name (tiny, ViT-B-32, ...), overrides the config")
+    parser.add_argument("--pretrained", help="backbone weights: open_clip tag, local file, or 'none' for random init")
+    parser.add_argument("--epochs", type=int, help="number of epochs (may be raised when resuming)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in total (resume to continue)")
+    parser.add_argument("--batch-size", type=int, help="global batch size (split over processes)")
+    parser.add_argument("--lr", type=float, help="learning rate of the modality vectors and classifier")
+    parser.add_argument("--backbone-lr", type=float, help="learning rate of the CLIP parameters that train")
+    parser.add_argument("--seed", type=int, help="seed of model init, epoch orders and validation batches")
+    parser.add_argument("--val-fraction", type=float, help="held-out fraction of seen-class images (0 = none)")
+    parser.add_argument("--balanced", action="store_const", const=True, help="class-balanced sampling")
+    parser.add_argument("--num-workers", type=int, help="DataLoader worker processes for image loading")
+    parser.add_argument("--cache-dir", help="embedding cache folder for frozen mode")
+    parser.add_argument("--init-checkpoint", help="start from this mars_lite checkpoint (e.g. frozen mode on "
+                        "top of a paper-mode run)")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines and no progress bars")
+    parser.set_defaults(func=_cli_main)
+
+
+def _cli_main(args: argparse.Namespace) -> int:
+    pretrained = args.pretrained
+    overrides = dict(split=args.split, mode=args.mode, model=args.model, epochs=args.epochs,
+                     max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, backbone_lr=args.backbone_lr,
+                     seed=args.seed, val_fraction=args.val_fraction, balanced_sampler=args.balanced,
+                     num_workers=args.num_workers, cache_dir=args.cache_dir, init_checkpoint=args.init_checkpoint)
+    cfg = load_train_config(args.config, **overrides)
+    if pretrained is not None:
+        cfg = load_train_config(cfg, pretrained=None if pretrained.lower() == "none" else pretrained) \
+            if pretrained.lower() != "none" else dataclasses.replace(cfg, pretrained=None)
+    result = train(cfg, args.data, args.out, device=args.device, resume=args.resume,
+                   progress=False if args.quiet else None, verbose=not args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = result.epoch_values("val_map")
+        summary = {"out_dir": str(result.out_dir), "best_checkpoint": str(result.best_checkpoint),
+                   "best_epoch": result.best_epoch, "epochs_completed": result.epochs_completed,
+                   "steps": result.global_step, "stopped_early": result.stopped_early,
+                   "val_map": best[-1][1] if best else None, "seconds": round(result.seconds, 2)}
+        print(json.dumps(summary))
+    return 0
