@@ -1,7 +1,7 @@
 """Scale benchmark: the four reference metrics at QuickDraw-Extended size, in bounded time and memory.
 
 QuickDraw-Extended's unseen-class test set has 92,291 sketch queries and 54,358 photos over 30
-classes (method.md, "Benchmarks and splits"). This script scores random 512-d float32 embeddings of
+classes (docs/method.md, "Benchmarks and splits"). This script scores random 512-d float32 embeddings of
 that size (fixed seed) with ``mars_lite.eval.metrics.evaluate_embeddings``; the targets are at most
 180 s and at most 1.5 GiB peak resident memory on 2 CPU cores. Random embeddings give chance-level
 metrics (about 1/30); the point is the cost, which does not depend on the values.

@@ -21,7 +21,7 @@ The structureless worst case (random Gaussian vectors) is measured too, with the
 Runs on ``--threads`` CPU threads (torch and faiss; default 2). Prints progress and ends with one
 line of JSON. Example::
 
-    MARS_LITE_DATA=../shared/data .venv/bin/python benchmarks/query_latency.py
+    .venv/bin/python benchmarks/query_latency.py
 """
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mars_lite import settings  # noqa: E402
-from mars_lite.search.index import GalleryIndex, load_model  # noqa: E402
+from mars_lite.data import resolve_data  # noqa: E402
+from mars_lite.method.loading import open_model  # noqa: E402
+from mars_lite.search.index import GalleryIndex  # noqa: E402
 from mars_lite.search.live import SketchSearcher, bf16_supported, default_autocast  # noqa: E402
 from mars_lite.search.topk import build_faiss_index, exact_topk, faiss_search, recall_at_k  # noqa: E402
 from mars_lite.search.strokes import trace_strokes  # noqa: E402
@@ -83,7 +84,7 @@ def recorded_strokes(count: int) -> list[list[np.ndarray]]:
     """Strokes of ``count`` real mini_sbir sketches spread over all classes."""
     from PIL import Image
 
-    paths = sorted((settings.data_root() / "mini_sbir" / "sketch").glob("*/*.png"))
+    paths = sorted((resolve_data("mini_sbir") / "sketch").glob("*/*.png"))
     chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, count).astype(int)]
     return [trace_strokes(Image.open(p)) for p in chosen]
 
@@ -91,7 +92,7 @@ def recorded_strokes(count: int) -> list[list[np.ndarray]]:
 def stroke_to_top10(model_name: str, sizes: list[int], queries: list, threads: int, seed: int,
                     autocast: torch.dtype | None = None) -> dict:
     """p50/p95 of stroke end -> top-10 for one model and each gallery size (optionally bf16 autocast)."""
-    model = load_model(model_name, pretrained=None, seed=seed)
+    model, _ = open_model(model_name, pretrained=None, seed=seed)
     dim = model.embed_dim
     centres = unit_centres(1000, dim, seed)
     figures = {}
@@ -129,7 +130,7 @@ def stroke_to_top10(model_name: str, sizes: list[int], queries: list, threads: i
 def default_precision_keys(figures: dict, model_name: str, sizes: list[int], seed: int) -> dict:
     """Copy the figures of the precision the live query uses by default to the plain keys."""
     base = model_name.lower().replace("-", "_")
-    wanted = "_bf16" if default_autocast(load_model(model_name, pretrained=None, seed=seed)) else "_fp32"
+    wanted = "_bf16" if default_autocast(open_model(model_name, pretrained=None, seed=seed)[0]) else "_fp32"
     suffix = wanted if f"{base}_{sizes[0] // 1000}k{wanted}_p95_ms" in figures else "_fp32"
     out = {f"{base}_precision": suffix[1:]}
     for size in sizes:

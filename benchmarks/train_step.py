@@ -24,10 +24,11 @@ import time
 
 import torch
 
+from mars_lite.data.sources import resolve_split
 from mars_lite.method.losses import PAPER_WEIGHTS
 from mars_lite.method.model import create_model
-from mars_lite.settings import data_root
-from mars_lite.train.rows import build_rows, resolve_split, seen_split
+from mars_lite.data import resolve_data
+from mars_lite.train.rows import build_rows, seen_split
 from mars_lite.train.full import FullEngine
 
 RUNS = (("tiny", 32), ("ViT-B-32", 16))
@@ -35,8 +36,8 @@ RUNS = (("tiny", 32), ("ViT-B-32", 16))
 
 def real_rows(count: int):
     """``count`` training rows of mini_sbir's seen classes, sketches and photos interleaved."""
-    root = data_root() / "mini_sbir"
-    parts = seen_split(root, resolve_split(None, root))
+    root = resolve_data("mini_sbir")
+    parts = seen_split(root, resolve_split(root))
     sketches = [item for item in parts.train if item.modality == "sketch"]
     photos = [item for item in parts.train if item.modality == "photo"]
     items = [x for pair in zip(sketches, photos) for x in pair][:count]

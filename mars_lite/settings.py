@@ -1,9 +1,8 @@
 """Process-wide settings read from the environment: where the data is and which mode runs.
 
-``MARS_LITE_DATA``  folder holding ``mini_sbir/`` and ``quickdraw_bitmap/`` (and downloaded
-                    benchmarks). Defaults to ``../shared/data`` beside the repository when that
-                    folder exists.
-``MARS_LITE_FAST``  ``1`` selects fast mode (tiny model, mini_sbir, few steps) for notebooks.
+``MARS_LITE_DATA``  folder holding downloaded benchmarks (and, optionally, its own ``mini_sbir/``).
+                    Unset: the data built into the package (``BUILTIN_DATA_DIR``).
+``MARS_LITE_FAST``  ``1`` selects fast mode (CPU-sized model, mini_sbir, few steps) for notebooks.
 ``MARS_LITE_HOME``  where artifacts (checkpoints, embedding caches, indexes) go; defaults to
                     ``<repo>/artifacts`` for a source checkout, else ``~/.cache/mars_lite``.
 """
@@ -16,6 +15,8 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
+# mini_sbir and the Quick, Draw! bitmaps, shipped inside the package (see its README.md)
+BUILTIN_DATA_DIR = PACKAGE_DIR / "data" / "builtin"
 
 
 def _truthy(value: str | None) -> bool:
@@ -28,28 +29,20 @@ def fast_mode() -> bool:
 
 
 def data_root(required: bool = True) -> Path | None:
-    """The data folder: ``$MARS_LITE_DATA``, else ``../shared/data`` beside the repository.
+    """The data folder: ``$MARS_LITE_DATA`` when set, else the package's built-in data.
 
-    Raises ``FileNotFoundError`` with instructions when ``required`` and nothing is found.
+    Raises ``FileNotFoundError`` naming the variable when it points at no folder (``required``);
+    returns ``None`` then otherwise.
     """
     env = os.environ.get("MARS_LITE_DATA")
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"MARS_LITE_DATA={env!r} is not a folder. Point it at the folder that holds "
-                "mini_sbir/ (e.g. export MARS_LITE_DATA=../shared/data) or unset it."
-            )
+    if not env:
+        return BUILTIN_DATA_DIR
+    path = Path(env).expanduser()
+    if path.is_dir():
         return path.resolve()
-    for candidate in (REPO_DIR.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
-        if candidate.is_dir():
-            return candidate.resolve()
     if required:
-        raise FileNotFoundError(
-            "No data folder found: set MARS_LITE_DATA to the folder that holds mini_sbir/ "
-            "(the repository's sibling ../shared/data is used when it exists), or download a "
-            "benchmark with 'mars-lite data download NAME --root DIR'."
-        )
+        raise FileNotFoundError(f"MARS_LITE_DATA={env!r} is not a folder: point it at the folder that holds "
+                                "your benchmarks, or unset it to use the data built into the package")
     return None
 
 
@@ -64,6 +57,11 @@ def artifacts_dir() -> Path:
         path = Path.home() / ".cache" / "mars_lite"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def embeddings_cache_dir() -> Path:
+    """The default embedding cache: ``<artifacts>/embeddings`` (shared by every workflow)."""
+    return artifacts_dir() / "embeddings"
 
 
 def progress_enabled(explicit: bool | None = None) -> bool:

@@ -5,6 +5,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# The tests read the data built into the package, whatever data folder the developer works with.
+os.environ.pop("MARS_LITE_DATA", None)
 
 from pathlib import Path  # noqa: E402
 
@@ -12,7 +14,7 @@ import pytest  # noqa: E402
 
 from mars_lite import settings  # noqa: E402
 
-PARITY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "parity"
+PARITY_DIR = Path(__file__).resolve().parent / "fixtures" / "parity"  # computed with the authors' code
 
 
 def pytest_collection_modifyitems(config, items):
@@ -27,14 +29,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The real data folder (MARS_LITE_DATA or ../shared/data)."""
-    return settings.data_root()
+    """The real data built into the package (mini_sbir/, quickdraw_bitmap/)."""
+    return settings.BUILTIN_DATA_DIR
 
 
 @pytest.fixture(scope="session")
 def mini_sbir(data_root) -> Path:
     path = data_root / "mini_sbir"
-    assert path.is_dir(), f"{path} missing: set MARS_LITE_DATA to the folder holding mini_sbir/"
+    assert path.is_dir(), f"{path} missing: the package ships mini_sbir (reinstall mars_lite)"
     return path
 
 

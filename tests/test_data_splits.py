@@ -18,7 +18,7 @@ from mars_lite.data import (
 from mars_lite.data.benchmarks import SPLITS_DIR
 from mars_lite.data.folder import class_key
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1]  # the docs/ notes cite the class lists
 EXPECTED = {  # name: (benchmark, unseen, seen)
     "sketchy_split1": ("sketchy", 25, 100),
     "sketchy_split2": ("sketchy", 21, 104),
@@ -29,9 +29,9 @@ EXPECTED = {  # name: (benchmark, unseen, seen)
 
 
 def splits_md_lists() -> dict[str, list[str]]:
-    """The five class lists of splits.md (its indented blocks, in document order)."""
+    """The five class lists of docs/splits.md (its indented blocks, in document order)."""
     blocks, current = [], []
-    for line in (REFERENCE / "splits.md").read_text().splitlines():
+    for line in (REFERENCE / "docs/splits.md").read_text().splitlines():
         if line.startswith("    ") and line.strip():
             current.append(line.strip())
         elif current:
@@ -42,7 +42,7 @@ def splits_md_lists() -> dict[str, list[str]]:
 
 
 def method_md_lists() -> dict[str, list[str]]:
-    flat = " ".join((REFERENCE / "method.md").read_text().split())
+    flat = " ".join((REFERENCE / "docs/method.md").read_text().split())
     split2 = re.search(r"Sketchy split 2 unseen classes: (.*?)\.", flat).group(1)
     split_b = re.search(r"TU-Berlin unseen classes of split B .*?\): (.*?)\.", flat).group(1)
     return {"sketchy_split2": split2.split(", "), "tuberlin_split_b": split_b.split(", ")}

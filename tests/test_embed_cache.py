@@ -7,7 +7,6 @@ import shutil
 import pytest
 import torch
 
-from mars_lite import create_model
 from mars_lite.data import folder_dataset
 from mars_lite.embed import (embed_items, embed_texts, load_embedding_set)
 

@@ -10,7 +10,7 @@ import torch
 
 from mars_lite import cli, create_model
 from mars_lite.method.checkpoint import save_checkpoint
-from mars_lite.cli.embed import dataset_parts, embed_dataset, find_entry
+from mars_lite.eval.parts import dataset_parts, embed_dataset
 from mars_lite.embed import load_embedding_set
 
 
@@ -51,7 +51,7 @@ def test_same_inputs_reused_stale_recomputed(tree, model, tmp_path):
     again = embed_dataset(model, tree, out)
     assert all(es.from_cache for es in again.values())
     assert torch.equal(first["query"].embeddings, again["query"].embeddings)
-    entry = find_entry(out, again["query"])
+    entry = again["query"].location
     assert load_embedding_set(entry).paths == first["query"].paths
 
     # a sketch touched (new mtime): the query entry is stale and recomputed; the gallery is still fresh

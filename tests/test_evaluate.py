@@ -18,7 +18,7 @@ from mars_lite.eval.report import FAST_MODE_NOTE, METRIC_KEYS, SEEN_CLASS_NOTE, 
 from mars_lite.eval.evaluation import SeenClassError, evaluate, load_eval_data
 from mars_lite.eval.finegrained import pair_sketches_to_photos, sketch_photo_id
 from mars_lite.eval.metrics import retrieval_metrics
-from mars_lite.method.model import RETRIEVAL_KINDS
+from mars_lite.method.modalities import RETRIEVAL_KINDS
 from mars_lite.eval.published import TUBERLIN_CAVEAT, comparison_markdown, published_results
 
 
@@ -69,7 +69,7 @@ def test_table_shape_and_files(report, split):
 
 
 def test_metrics_match_metrics_module(report, checkpoint, mini_sbir, cache):
-    """Recompute 'converted' from the cached z_v with the formula of method.md and the full-matrix metrics."""
+    """Recompute 'converted' from the cached z_v with the formula of docs/method.md and the full-matrix metrics."""
     model, _ = load_checkpoint(checkpoint)
     data = load_eval_data(mini_sbir)
     query = embed_items(model, data.query, cache)

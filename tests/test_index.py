@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mars_lite.search.index import GALLERY_KIND, GalleryIndex, ModelMismatchError, gallery_dataset, load_model
+from mars_lite import open_model
+from mars_lite.search.index import GALLERY_KIND, GalleryIndex, ModelMismatchError, gallery_dataset
 from mars_lite.search.topk import build_faiss_index, exact_topk, faiss_search, recall_at_k
 
 
@@ -24,7 +25,7 @@ def _clustered(n: int, d: int, centres: torch.Tensor, seed: int, noise: float = 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_model("tiny", seed=0)
+    return open_model("tiny", seed=0)[0]
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +135,7 @@ def test_save_load_round_trip_with_faiss(unseen_gallery, tmp_path, tiny):
 
 def test_index_refuses_a_model_with_other_modality_vectors(unseen_gallery):
     index, _, _ = unseen_gallery
-    other = load_model("tiny", seed=1)
+    other = open_model("tiny", seed=1)[0]
     with pytest.raises(ModelMismatchError, match="modality vectors"):
         index.check_model(other)
     with pytest.raises(ValueError, match="build_approximate"):
@@ -156,5 +157,5 @@ def test_cli_builds_saves_and_prints_recall(tmp_path, capsys, tiny):
     assert len(loaded) == 300 and set(loaded.approximate) == {"original", "semantic"}
     recall = loaded.meta["approximate"]["recall_at_k"]
     assert recall["k"] == 10 and all(0.0 <= recall[k] <= 1.0 for k in GALLERY_KIND)
-    loaded.check_model(tiny)  # the CLI's seeded random-init model equals load_model("tiny", seed=0)
+    loaded.check_model(tiny)  # the CLI's seeded random-init model equals open_model("tiny", seed=0)
     assert main(["index"]) == 2

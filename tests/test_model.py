@@ -11,7 +11,8 @@ from PIL import Image
 from mars_lite import create_model
 from mars_lite.config import ConfigError
 from mars_lite.method.losses import PAPER_WEIGHTS
-from mars_lite.method.model import RETRIEVAL_KINDS, get_model_config, list_model_configs
+from mars_lite.method.modalities import RETRIEVAL_KINDS
+from mars_lite.method.model import get_model_config, list_model_configs
 
 
 def _first_files(root, modality, n=3):

@@ -17,10 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    commands = re.findall(r"^(bash \.ci/setup && .+)$", readme, flags=re.M)
+    commands = re.findall(r"^(bash \.ci/setup(?: --browser)? && .+)$", readme, flags=re.M)
     assert len(commands) == 2, "the README's first screen gives two commands"
     assert commands[1] in ci.splitlines(), "CI must run the README's test command verbatim"
     assert "mars-lite lab" in commands[0]
+    assert "--browser" not in commands[0], "setting up the kit needs no root and no browser"
+    setup = (ROOT / ".ci" / "setup").read_text()
+    assert setup.index('"${1:-}" = "--browser"') < setup.index("apt-get update"), "apt-get only for --browser"
     assert "--nbval-lax" in commands[1], "the test command validates every notebook"
 
 

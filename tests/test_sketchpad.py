@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mars_lite.search.index import gallery_dataset, load_model, photo_index_from_items
+from mars_lite import open_model
+from mars_lite.search.index import gallery_dataset, photo_index_from_items
 from mars_lite.search.live import LatestQueryRunner, SketchSearcher
 from mars_lite.ui.sketchpad import SketchPad, live_sketch_app
 from mars_lite.search.strokes import normalize_sketch_image, rasterize, trace_strokes
@@ -33,7 +34,7 @@ def _event(pad: SketchPad, name: str, x: float = 0.0, y: float = 0.0) -> None:
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_model("tiny", seed=0)
+    return open_model("tiny", seed=0)[0]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mars_lite import study
+from mars_lite import open_model, study
 
 
 @pytest.fixture()
@@ -70,7 +70,7 @@ def test_class_rows_and_counts(fast_setup):
 
 
 def test_spaces_follow_the_retrieval_definitions(fast_setup):
-    model, _ = study.study_model(fast_setup)
+    model, _ = open_model(fast_setup.model_name, **fast_setup.model_options())
     parts = study.study_parts(fast_setup)
     sk = study.embed(fast_setup, model, parts.query, per_class=4)
     ph = study.embed(fast_setup, model, parts.gallery, per_class=4)
@@ -93,7 +93,7 @@ def test_spaces_follow_the_retrieval_definitions(fast_setup):
 
 
 def test_top_photos_ranks_by_cosine(fast_setup):
-    model, _ = study.study_model(fast_setup)
+    model, _ = open_model(fast_setup.model_name, **fast_setup.model_options())
     parts = study.study_parts(fast_setup)
     gallery = study.embed(fast_setup, model, parts.gallery, per_class=5)
     hits = study.top_photos(model, parts.query[0].path, gallery, k=4, kind="original")
@@ -150,11 +150,11 @@ def test_ensure_checkpoint_trains_once_and_backbone_export(fast_setup, tmp_path)
     # the exported backbone rebuilds exactly the checkpoint's image tower
     from mars_lite import create_model
     from mars_lite.embed import backbone_fingerprint
-    trained, _ = study.study_model(small, path)
+    trained, _ = open_model(small.model_name, checkpoint=path, **small.model_options())
     weights = study.export_backbone(path, tmp_path / "backbone.safetensors")
     rebuilt, _ = create_model("tiny", pretrained=str(weights))
     assert backbone_fingerprint(rebuilt) == backbone_fingerprint(trained)
-    fresh, _ = study.study_model(small)
+    fresh, _ = open_model(small.model_name, **small.model_options())
     assert backbone_fingerprint(fresh) != backbone_fingerprint(trained)
 
 

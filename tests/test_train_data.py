@@ -8,14 +8,16 @@ from collections import Counter
 import pytest
 import torch
 
+from mars_lite.data import LayoutError
+from mars_lite.data.sources import resolve_split
 from mars_lite.data import ImageItem
 from mars_lite.train.rows import (ClassBalancedSampler, TrainingDataError, UnseenClassError, build_rows,
-                                  epoch_batches, make_sampler, resolve_split, seen_split)
+                                  epoch_batches, make_sampler, seen_split)
 
 
 @pytest.fixture(scope="module")
 def split(mini_sbir):
-    return resolve_split(None, mini_sbir)
+    return resolve_split(mini_sbir)
 
 
 def test_rows_carry_captions_and_modality_ids(tmp_path):
@@ -59,16 +61,16 @@ def test_empty_folder_and_empty_class_are_clear_errors(tmp_path, mini_sbir, spli
             (empty / modality / name).mkdir(parents=True)
     (empty / "split_zs.json").write_text(json.dumps({"seen": list(split.seen), "unseen": list(split.unseen)}))
     with pytest.raises(TrainingDataError, match="holds no images"):
-        seen_split(empty, resolve_split(None, empty))
+        seen_split(empty, resolve_split(empty))
     holed = tmp_path / "holed"
     shutil.copytree(mini_sbir, holed)
     for modality in ("sketch", "photo"):
         for file in (holed / modality / "cat").iterdir():
             file.unlink()
     with pytest.raises(TrainingDataError, match="cat"):
-        seen_split(holed, resolve_split(None, holed))
-    with pytest.raises(TrainingDataError, match="split"):
-        resolve_split(None, tmp_path)
+        seen_split(holed, resolve_split(holed))
+    with pytest.raises(LayoutError, match="split_zs.json"):
+        resolve_split(tmp_path)
     with pytest.raises(TrainingDataError, match="does not exist"):
         seen_split(tmp_path / "missing", split)
 

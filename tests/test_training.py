@@ -17,11 +17,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mars_lite.data.sources import resolve_split
 from mars_lite.method.checkpoint import load_checkpoint
 from mars_lite.cli import build_parser, main
 from mars_lite.config import ConfigError
 from mars_lite.eval.gap import centroid_distance
-from mars_lite.train.rows import TrainingDataError, UnseenClassError, build_rows, resolve_split, seen_split
+from mars_lite.train.rows import TrainingDataError, UnseenClassError, build_rows, seen_split
 from mars_lite.train.state import read_history
 from mars_lite.train.validation import embed_rows
 from mars_lite.train.training import load_train_config, train
@@ -61,7 +62,7 @@ def test_fast_paper_run_learns(paper_run, mini_sbir):
     best_map = max(v for _, v in val_map[1:])
     assert dict(val_map)[paper_run.best_epoch] == best_map
     model, meta = load_checkpoint(paper_run.best_checkpoint)
-    split = resolve_split(None, mini_sbir)
+    split = resolve_split(mini_sbir)
     assert meta["classes_seen"] == list(split.seen) and not set(meta["classes_seen"]) & set(split.unseen)
     assert meta["extra"]["epoch"] == paper_run.best_epoch and meta["backbone_saved"] == "full"
 
@@ -84,7 +85,7 @@ def test_frozen_mode_moves_converted_sketches_towards_photos(paper_run, mini_sbi
     for name, tensor in start.clip.state_dict().items():       # the backbone did not move
         assert torch.equal(tensor, model.clip.state_dict()[name]), name
     assert not torch.equal(start.modality_embeddings.weight, model.modality_embeddings.weight)
-    split = resolve_split(None, mini_sbir)
+    split = resolve_split(mini_sbir)
     val = build_rows(seen_split(mini_sbir, split, val_fraction=0.3).val)
     sketch, photo = _sketch_photo(embed_rows(model, val)[0])
     with torch.no_grad():
@@ -182,7 +183,7 @@ def test_bad_inputs_are_clear_errors(mini_sbir, paper_run, tmp_path):
     train("fast", mini_sbir, tmp_path / "stop", max_steps=2, **options)
     with pytest.raises(ConfigError, match="lr"):
         train("fast", mini_sbir, tmp_path / "stop", resume=True, lr=0.1, **options)
-    split = resolve_split(None, mini_sbir)
+    split = resolve_split(mini_sbir)
     swapped = tmp_path / "swapped.json"     # the paper run's training classes are unseen here
     swapped.write_text(json.dumps({"seen": list(split.unseen), "unseen": list(split.seen)}))
     with pytest.raises(UnseenClassError):

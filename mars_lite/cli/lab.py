@@ -1,8 +1,7 @@
 """``mars-lite lab``: open the study notebooks in JupyterLab on the embedded default.
 
-Fast mode (tiny model, ``mini_sbir`` from the data folder) is on unless ``--full`` is given, so the
-kit opens and runs offline on a laptop. The data folder is resolved once here and passed to the
-kernels through ``MARS_LITE_DATA``.
+Fast mode (a CPU-sized model and the built-in ``mini_sbir``) is on unless ``--full`` is given, so
+the kit opens and runs offline on a laptop. It says which data and which model the notebooks use.
 """
 from __future__ import annotations
 
@@ -28,6 +27,20 @@ def lab_command(notebook: str, port: int, open_browser: bool) -> list[str]:
     return cmd + [str(NOTEBOOK_DIR / notebook)]
 
 
+def describe_study(fast: bool) -> str:
+    """Which model and data the notebooks of this mode use, in one line."""
+    from ..data.locations import MINI_SBIR, resolve_data
+    from ..study.setup import DEFAULT_FULL_SPLIT, FAST_MODEL, FULL_MODEL, FULL_PRETRAINED
+
+    if fast:
+        data = resolve_data(MINI_SBIR)
+        where = "built into the package" if data.is_relative_to(settings.BUILTIN_DATA_DIR) else "from MARS_LITE_DATA"
+        return f"model {FAST_MODEL}; data: mini_sbir {where} ({data})"
+    root = settings.data_root(required=False)
+    return (f"model {FULL_MODEL} ({FULL_PRETRAINED} weights); data: split {DEFAULT_FULL_SPLIT} under "
+            f"{root or '<MARS_LITE_DATA is not a folder>'}")
+
+
 def run_lab(args: argparse.Namespace) -> int:
     if not (NOTEBOOK_DIR / args.notebook).is_file():
         print(f"mars-lite lab: notebook {NOTEBOOK_DIR / args.notebook} not found; the notebooks ship "
@@ -36,11 +49,8 @@ def run_lab(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("MARS_LITE_FAST", "0" if args.full else "1")
     env.setdefault("HF_HUB_OFFLINE", "1" if not args.full else env.get("HF_HUB_OFFLINE", "0"))
-    root = settings.data_root(required=False)
-    if root is not None:
-        env["MARS_LITE_DATA"] = str(root)
-    mode = "full" if env["MARS_LITE_FAST"] in ("0", "") else "fast"
-    print(f"mars-lite lab: {mode} mode, data from {root or '<not found: set MARS_LITE_DATA>'}")
+    fast = env["MARS_LITE_FAST"] not in ("0", "")
+    print(f"mars-lite lab: {'fast' if fast else 'full'} mode; {describe_study(fast)}", flush=True)
     return subprocess.call(lab_command(args.notebook, args.port, not args.no_browser), env=env)
 
 

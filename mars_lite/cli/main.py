@@ -1,7 +1,7 @@
 """The ``mars-lite`` command line.
 
-Each sub-command lives in the module that owns its workflow; that module exposes
-``configure_cli(parser)``, which adds its options and sets ``parser.set_defaults(func=...)``.
+Each sub-command has one module in this package; it exposes ``configure_cli(parser)``, which adds
+its options and sets ``parser.set_defaults(func=...)``, and only parses and calls the library.
 Modules are imported only when their command runs, so ``mars-lite data list`` does not pay
 for importing torch and open_clip.
 """
@@ -15,11 +15,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("mars_lite.cli.lab", "open the study notebooks in JupyterLab (fast mode by default)"),
     "data": ("mars_lite.cli.data", "download, verify and list benchmark datasets"),
-    "train": ("mars_lite.train.training", "train on a split's seen classes (frozen, paper or layernorm backbone mode)"),
-    "index": ("mars_lite.search.index", "build a gallery index (exact + faiss approximate) for sketch queries"),
-    "demo": ("mars_lite.ui.demo", "presenter mode: the live sketch query full screen in the browser (Voila)"),
+    "train": ("mars_lite.cli.train", "train on a split's seen classes (frozen, paper or layernorm backbone mode)"),
+    "index": ("mars_lite.cli.index", "build a gallery index (exact + faiss approximate) for sketch queries"),
+    "demo": ("mars_lite.cli.demo", "presenter mode: the live sketch query full screen in the browser (Voila)"),
     "embed": ("mars_lite.cli.embed", "compute (or reuse) cached image embeddings for a dataset or split"),
-    "evaluate": ("mars_lite.eval.evaluation", "ZS-SBIR metrics of a model/checkpoint on a split, as JSON + Markdown"),
+    "evaluate": ("mars_lite.cli.evaluate", "ZS-SBIR metrics of a model/checkpoint on a split, as JSON + Markdown"),
 }
 
 

@@ -2,7 +2,7 @@
 
 Accepted modality folder names (case-insensitive): ``sketch``/``sketches`` for sketches and
 ``photo``/``photos``/``image``/``images`` for photos. This is the layout of
-``../shared/data/mini_sbir`` and of a user's own data. Only files directly inside a class folder
+the built-in ``mini_sbir`` and of a user's own data. Only files directly inside a class folder
 count; hidden files are ignored, and other non-image files and sub-folders are listed in
 ``dataset.ignored``.
 

@@ -35,7 +35,7 @@ class ImageItem:
     def load(self) -> Image.Image:
         """The image as RGB (``load_image`` for files, rendered bitmap for ``.npy`` rows)."""
         if self.index is not None:
-            from .quickdraw import load_bitmap_row
+            from .bitmaps import load_bitmap_row
 
             return load_bitmap_row(self.path, self.index)
         from .images import load_image

@@ -164,7 +164,7 @@ SOURCES: dict[str, Source] = {
             homepage="https://github.com/googlecreativelab/quickdraw-dataset",
             licence="CC BY 4.0",
             citation="The Quick, Draw! Dataset, Google",
-            notes="Full per-class files (~100k drawings each); ../shared/data keeps 299 rows each.",
+            notes="Full per-class files (~100k drawings each); the built-in copy keeps 299 rows each.",
             expected_classes=_QUICKDRAW_BITMAP_CLASSES,
         ),
     )

@@ -40,8 +40,8 @@ from pathlib import Path
 from .benchmarks import SPLITS_DIR, ClassMismatchError, benchmark_classes, check_layout
 from .folder import LayoutError, class_key, find_modality_folders, list_class_folders
 from .items import PHOTO, SKETCH, ImageDataset, ImageItem
+from .locations import MINI_SBIR, resolve_data
 
-MINI_SBIR = "mini_sbir"
 VAL_FRACTION = 0.1
 VAL_SALT = "mars_lite-val-v1"
 GENERALIZED_RULE = (
@@ -186,17 +186,14 @@ def load_split(name: str, root: str | os.PathLike | None = None) -> Split:
     With ``root`` the class names are checked against the folders on disk (benchmark layout for
     the benchmark splits, ``<root>/<modality>/<class>`` otherwise); a difference raises
     ``ClassMismatchError`` listing the missing and the extra classes. ``mini_sbir`` reads
-    ``split_zs.json`` from ``root`` (default ``settings.data_root()/"mini_sbir"``) and is always
-    checked against that folder.
+    ``split_zs.json`` from ``root`` (default: ``resolve_data("mini_sbir")``, the built-in copy unless
+    ``MARS_LITE_DATA`` holds one) and is always checked against that folder.
     """
     if name == MINI_SBIR:
-        from ..settings import data_root
-
-        folder = Path(root) if root is not None else data_root() / MINI_SBIR
+        folder = Path(root) if root is not None else resolve_data(MINI_SBIR)
         split = folder_split(folder / "split_zs.json", folder)
         return Split(MINI_SBIR, "folder", split.seen, split.unseen, split.val,
-                     f"{folder / 'split_zs.json'} (shared real data: TU-Berlin sketches, "
-                     "Tiny-ImageNet photos)")
+                     f"{folder / 'split_zs.json'} (real data: TU-Berlin sketches, Tiny-ImageNet photos)")
     if str(name).endswith(".json"):
         return folder_split(name, root)
     if not (SPLITS_DIR / f"{name}.json").is_file() or name.startswith("classes_"):

@@ -1,6 +1,6 @@
 """Evaluate a model or checkpoint on a zero-shot split: ``evaluate(...)`` and ``mars-lite evaluate``.
 
-Protocol (method.md, "Retrieval"): queries are the sketches of the evaluated (unseen) classes, the
+Protocol (docs/method.md, "Retrieval"): queries are the sketches of the evaluated (unseen) classes, the
 gallery their photos, relevance is same class, score is cosine similarity. The original CLIP
 embeddings come from the shared cache (``mars_lite.embed``); the three query embeddings
 (``original``, ``converted``, ``semantic``) are made from them with
@@ -17,7 +17,6 @@ says so.
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,16 +24,18 @@ from typing import Sequence
 
 import torch
 
-from ..data.benchmarks import benchmark_dataset
-from ..data.folder import class_key, folder_dataset
+from ..data.folder import class_key
 from ..data.items import PHOTO, SKETCH, ImageDataset
-from ..data.splits import MINI_SBIR, Split, folder_split, list_splits, load_split
+from ..data.sources import open_dataset, resolve_data, resolve_split
+from ..data.splits import Split
 from ..embed import EmbeddingSet, embed_items
-from .report import FAST_MODE_NOTE, EvalReport
+from .report import EvalReport
+from .metrics import CONVENTIONS
 from .finegrained import finegrained_accuracy, pair_sketches_to_photos
-from ..method.model import RETRIEVAL_KINDS, MarsModel
+from ..method.loading import DEFAULT, open_model
+from ..method.modalities import RETRIEVAL_KINDS
+from ..method.model import MarsModel
 
-CONVENTIONS = ("reference", "standard")
 EVAL_PARTS = ("query", "gallery", "seen_photos", "finegrained_photos")  # cache entries of one evaluation
 
 
@@ -67,22 +68,6 @@ class EvalData:
         return {name: ds for name, ds in named.items() if ds is not None and len(ds)}
 
 
-def resolve_split(data: str | os.PathLike, split: str | Split | None = None) -> Split:
-    """The split to use for ``data``: a ``Split``, a name from ``list_splits()``, a JSON path, or
-    (None) ``<data>/split_zs.json``."""
-    if isinstance(split, Split):
-        return split
-    root = Path(data)
-    if split is None:
-        if not (root / "split_zs.json").is_file():
-            raise FileNotFoundError(f"{root} has no split_zs.json; name a split (one of {list_splits()}) "
-                                    "or a JSON file with 'seen' and 'unseen' lists")
-        return folder_split(root / "split_zs.json", root)
-    if split == MINI_SBIR:
-        return load_split(MINI_SBIR, root)
-    return load_split(str(split))
-
-
 def load_eval_data(data: str | os.PathLike, split: str | Split | None = None, *,
                    classes: Sequence[str] | None = None, generalized: bool = False, finegrained: bool = False,
                    on_error: str = "raise") -> EvalData:
@@ -96,7 +81,7 @@ def load_eval_data(data: str | os.PathLike, split: str | Split | None = None, *,
         finegrained: also collect the photos the fine-grained protocol ranks.
     """
     split = resolve_split(data, split)
-    root = Path(data)
+    root = resolve_data(data)
     classes = tuple(split.unseen if classes is None else classes)
     unknown = sorted(set(classes) - set(split.classes))
     if unknown:
@@ -105,9 +90,7 @@ def load_eval_data(data: str | os.PathLike, split: str | Split | None = None, *,
     wanted = list(classes) + seen_extra
 
     def read(names, **options) -> ImageDataset:
-        if split.benchmark == "folder":
-            return folder_dataset(root, on_error=on_error, classes=names)
-        return benchmark_dataset(split.benchmark, root, classes=names, on_error=on_error, **options)
+        return open_dataset(root, split, classes=names, on_error=on_error, **options)
 
     dataset = read(wanted)
     chosen = set(classes)
@@ -127,32 +110,6 @@ def load_eval_data(data: str | os.PathLike, split: str | Split | None = None, *,
 
 
 # ----------------------------------------------------------------------------- model
-def resolve_model(model_or_checkpoint, *, pretrained: str | None = None, device=None) -> tuple[MarsModel, dict]:
-    """A model and what is known about it.
-
-    Args:
-        model_or_checkpoint: a ``MarsModel``, a checkpoint file (``.safetensors``), or a model
-            config name (``tiny``, ``ViT-B-32``) built with ``pretrained``.
-    Returns:
-        ``(model, info)`` where info has name, pretrained, checkpoint, embed_dim, classes_seen
-        (None when unknown) and metric_convention (the checkpoint's, else None).
-    """
-    checkpoint, meta = None, {}
-    if isinstance(model_or_checkpoint, MarsModel):
-        model = model_or_checkpoint
-    elif Path(str(model_or_checkpoint)).is_file() and str(model_or_checkpoint).endswith(".safetensors"):
-        from ..method.checkpoint import load_checkpoint
-        checkpoint = str(model_or_checkpoint)
-        model, meta = load_checkpoint(checkpoint, pretrained=pretrained, device=device)
-    else:
-        from ..method.model import create_model
-        model, _ = create_model(str(model_or_checkpoint), pretrained=pretrained, device=device)
-    info = {"name": model.config.name, "pretrained": model.pretrained, "checkpoint": checkpoint,
-            "embed_dim": model.embed_dim, "classes_seen": meta.get("classes_seen"),
-            "metric_convention": meta.get("metric_convention")}
-    return model, info
-
-
 def check_zero_shot(classes: Sequence[str], classes_seen: Sequence[str] | None, *, seen_class_evaluation: bool,
                     what: str = "the model") -> None:
     """Raise ``SeenClassError`` when evaluated classes were seen in training (unless explicitly allowed)."""
@@ -223,12 +180,12 @@ def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | 
              classes: Sequence[str] | None = None, seen_class_evaluation: bool = False,
              classes_seen: Sequence[str] | None = None, kinds: Sequence[str] = RETRIEVAL_KINDS,
              cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
-             fast_mode: bool = False, pretrained: str | None = None, device=None, batch_size: int = 64,
-             progress: bool = False) -> EvalReport:
+             fast_mode: bool = False, pretrained: str | None = DEFAULT, device=None, seed: int | None = None,
+             batch_size: int = 64, progress: bool = False) -> EvalReport:
     """Evaluate category-level ZS-SBIR (and optionally fine-grained) on a split.
 
     Args:
-        model_or_checkpoint: MarsModel, checkpoint file, or model config name (see resolve_model).
+        model_or_checkpoint: MarsModel, checkpoint file, or model config name (see ``open_model``).
         data, split: dataset folder and split (see :func:`resolve_split`).
         convention: ``reference``/``standard``; default: the checkpoint's recorded one, else reference.
         generalized: gallery also holds the split's seen-class validation photos.
@@ -239,10 +196,12 @@ def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | 
         cache_dir: embedding cache root (None: compute without caching).
         out_dir: when given, write ``eval_<split>[_generalized].json`` and ``.md`` there.
         fast_mode: mark every table "fast mode / not comparable with published numbers".
+        pretrained, device, seed: how to build the model (see ``open_model``).
     Returns:
         the EvalReport (``.files`` holds the written paths).
     """
-    model, info = resolve_model(model_or_checkpoint, pretrained=pretrained, device=device)
+    model, info = open_model(model_or_checkpoint, pretrained=pretrained, device=device, seed=seed)
+    info = {k: v for k, v in info.items() if k not in ("config", "extra")}  # what a report names
     if classes_seen is not None:
         # added to, never replacing, what a checkpoint records: the bookkeeping cannot be talked away
         info["classes_seen"] = sorted(set(info["classes_seen"] or []) | set(classes_seen))
@@ -278,66 +237,3 @@ def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | 
     if out_dir is not None:
         report.save(out_dir)
     return report
-
-
-# -------------------------------------------------------------------------------- CLI
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model / --pretrained / --checkpoint / --device, shared by 'evaluate' and 'embed'."""
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", default=None, help="model config: tiny or ViT-B-32 (ignored with --checkpoint)")
-    group.add_argument("--pretrained", default=None,
-                       help="backbone weights: an open_clip tag (openai) or a local weight file; with "
-                            "--checkpoint, overrides the weights it records")
-    group.add_argument("--checkpoint", default=None, help="a mars_lite checkpoint (.safetensors)")
-    group.add_argument("--device", default=None, help="torch device (default cpu)")
-    group.add_argument("--seed", type=int, default=0,
-                       help="seed for randomly initialised weights, so a random-init model (and its cache "
-                            "entry) is the same on every run (default %(default)s)")
-
-
-def model_source(args: argparse.Namespace, parser_name: str) -> str:
-    """The model argument for resolve_model from parsed CLI options (clear error when none).
-
-    Also seeds torch with ``--seed``: weights that are not loaded (random init) then repeat.
-    """
-    torch.manual_seed(args.seed)
-    if args.checkpoint:
-        return args.checkpoint
-    if args.model:
-        return args.model
-    raise SystemExit(f"{parser_name}: give --checkpoint CKPT or --model tiny|ViT-B-32")
-
-
-def configure_cli(parser: argparse.ArgumentParser) -> None:
-    """Options of ``mars-lite evaluate``."""
-    add_model_arguments(parser)
-    parser.add_argument("--data", required=True, help="dataset folder (<data>/<modality>/<class>/...) or benchmark root")
-    parser.add_argument("--split", default=None,
-                        help=f"split name ({', '.join(list_splits())}) or a JSON file; default <data>/split_zs.json")
-    parser.add_argument("--out", required=True, help="folder for the report (.json and .md)")
-    parser.add_argument("--convention", choices=CONVENTIONS, default=None,
-                        help="metric convention (default: the checkpoint's, else reference)")
-    parser.add_argument("--generalized", action="store_true", help="generalized ZS-SBIR: add seen-class photos")
-    parser.add_argument("--finegrained", action="store_true", help="also instance-level Acc@1/Acc@5 (Sketchy)")
-    parser.add_argument("--classes", default=None, help="comma-separated classes to evaluate (default: unseen)")
-    parser.add_argument("--seen-class-evaluation", action="store_true",
-                        help="allow classes the checkpoint trained on (report marked as not zero-shot)")
-    parser.add_argument("--fast-mode", action="store_true", help=f"mark tables '{FAST_MODE_NOTE}'")
-    parser.add_argument("--cache-dir", default=None, help="embedding cache (default <artifacts>/embeddings)")
-    parser.add_argument("--no-cache", action="store_true", help="compute embeddings without the cache")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.set_defaults(func=_run_cli)
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    from ..settings import artifacts_dir
-    cache = None if args.no_cache else (args.cache_dir or artifacts_dir() / "embeddings")
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-    report = evaluate(model_source(args, "mars-lite evaluate"), args.data, args.split,
-                      convention=args.convention, generalized=args.generalized, finegrained=args.finegrained,
-                      classes=classes, seen_class_evaluation=args.seen_class_evaluation, cache_dir=cache,
-                      out_dir=args.out, fast_mode=args.fast_mode, pretrained=args.pretrained, device=args.device,
-                      batch_size=args.batch_size, progress=True)
-    print(report.to_markdown())
-    print(f"wrote {report.files['json']} and {report.files['markdown']}")
-    return 0

@@ -7,7 +7,7 @@ R = 0 are left out of every mean (the reference uses ``nanmean``).
 Two conventions, chosen with ``convention=``:
 
 ``"reference"`` -- what the authors' implementation of Lyou et al., WACV 2024 computes
-(``../shared/reference/method.md``, "Metrics"; checked against ``parity/metrics_*.npz``):
+(``docs/method.md``, "Metrics"; checked against ``parity/metrics_*.npz``):
   * mAP@all: VOC-style interpolated AP over the whole ranking = mean over the R relevant items of
     the interpolated precision at the item (the largest precision at that rank or any later one).
   * mAP@200: the same over the top 200 only (interpolation looks no further than rank 200),

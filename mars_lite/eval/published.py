@@ -3,11 +3,11 @@
 Source: the category-level ZS-SBIR comparison as reprinted in the SpLIP paper (ECCV 2024), plus
 the generalized and fine-grained figures of the WACV 2024 method (Lyou et al., "Modality-Aware
 Representation Learning for Zero-shot Sketch-based Image Retrieval", WACV 2024), transcribed in
-the project's reference ``method.md``. Values are percentages, exactly as printed.
+``docs/method.md``. Values are percentages, exactly as printed.
 
 Caveats that every table built from these must carry (``caveats()``):
 * TU-Berlin mixes splits: earlier methods report split A (Shen et al. 2018), the WACV 2024
-  method's released test file is split B; the two share one unseen class (``splits.md``).
+  method's released test file is split B; the two share one unseen class (``docs/splits.md``).
 * Sketchy split 2 photo galleries differ in size between releases (12,553 vs 10,453 photos).
 * Each benchmark uses its own metric pair; see ``BENCHMARK_METRICS``.
 """
@@ -68,7 +68,7 @@ _RESULTS: tuple[PublishedResult, ...] = tuple(
           "TU-Berlin split B (released test file)")
     + _zs("SpLIP", "ECCV 2024", False, (76.4, 77.3), (73.1, 78.2), (34.2, 44.6), "TU-Berlin split not verified")
     + [
-        # method.md gives the generalized pairs without naming the metrics; we assume each
+        # docs/method.md gives the generalized pairs without naming the metrics; we assume each
         # benchmark's category-level pair (Sketchy-2 mAP@200/P@200, TU-Berlin mAP@all/P@100).
         PublishedResult("MARS (Lyou et al.)", "WACV 2024", "sketchy_split2", "generalized",
                         {"map_200": 62.3, "p_200": 68.5}, "metric pair assumed as in the category-level table", True),

@@ -2,7 +2,7 @@
 
 Formulas from Lyou et al., "Modality-Aware Representation Learning for Zero-shot Sketch-based
 Image Retrieval", WACV 2024, as the authors' released implementation computes them (see
-``../shared/reference/method.md``; parity vectors in ``../shared/reference/parity``).
+``docs/method.md``; parity vectors in ``tests/fixtures/parity``).
 
 Notation (B rows, width D): ``z_v`` image embeddings and ``z_t`` caption embeddings, both (B, D)
 and L2-normalised; ``M`` the modality vectors (4, D) — 0 photo, 1 sketch, 2 and 3 caption kinds;
@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from .modalities import NUM_MODALITIES
 
 TERMS = ("clip", "semantic", "discriminator", "reconstruction", "orthogonal")
-# The paper's weights, in the order of TERMS (method.md, "Losses").
+LOSS_KEYS = (*TERMS, "total")  # the keys of compute_losses, of training logs and of validation
+# The paper's weights, in the order of TERMS (docs/method.md, "Losses").
 PAPER_WEIGHTS = (1.0, 0.1, 0.1, 0.02, 0.0)
 # 1 / tau = exp(2.6592) = 14.28, fixed (not learned) in the reference.
 LOGIT_SCALE = 2.6592

@@ -1,17 +1,23 @@
-"""Modality ids and caption templates shared by the losses, the model and the data pipeline.
+"""Modality ids, caption templates and retrieval kinds shared by the losses, the model and the data
+pipeline (pure Python: importing it costs nothing, so widgets can read these names too).
 
-Ids follow the reference implementation (method.md): 0 photo, 1 sketch, 2 sketch caption
-("a sketch of a {}"), 3 photo caption ("a photo of a {}").
+Ids follow the reference implementation (docs/method.md): 0 photo, 1 sketch, 2 sketch caption
+("a sketch of a {}"), 3 photo caption ("a photo of a {}"). The image modalities' *names* are the
+data layer's (``mars_lite.data.items.PHOTO == "photo"``); here they get their ids.
 """
 from __future__ import annotations
 
-PHOTO, SKETCH, SKETCH_CAPTION, PHOTO_CAPTION = 0, 1, 2, 3
+from ..data.items import PHOTO, SKETCH
+
+PHOTO_ID, SKETCH_ID, SKETCH_CAPTION_ID, PHOTO_CAPTION_ID = 0, 1, 2, 3
 NUM_MODALITIES = 4
-MODALITY_NAMES = ("photo", "sketch", "sketch_caption", "photo_caption")
-IMAGE_MODALITY_IDS = {"photo": PHOTO, "sketch": SKETCH}
+MODALITY_NAMES = (PHOTO, SKETCH, "sketch_caption", "photo_caption")
+IMAGE_MODALITY_IDS = {PHOTO: PHOTO_ID, SKETCH: SKETCH_ID}
 # The caption kind that goes with each image modality, and its template.
-CAPTION_ID_FOR = {PHOTO: PHOTO_CAPTION, SKETCH: SKETCH_CAPTION}
-CAPTION_TEMPLATES = {PHOTO_CAPTION: "a photo of a {}", SKETCH_CAPTION: "a sketch of a {}"}
+CAPTION_ID_FOR = {PHOTO_ID: PHOTO_CAPTION_ID, SKETCH_ID: SKETCH_CAPTION_ID}
+CAPTION_TEMPLATES = {PHOTO_CAPTION_ID: "a photo of a {}", SKETCH_CAPTION_ID: "a sketch of a {}"}
+# Query embeddings for retrieval (docs/method.md, "Retrieval"): z, z - m_own + m_photo, z - m_own.
+RETRIEVAL_KINDS = ("original", "converted", "semantic")
 
 
 def modality_id(modality: str | int) -> int:

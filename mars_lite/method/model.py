@@ -21,13 +21,12 @@ from torch import nn
 
 from ..config import ConfigError, load_config
 from .losses import LOGIT_SCALE, compute_losses
-from .modalities import NUM_MODALITIES, PHOTO, modality_id
+from .modalities import NUM_MODALITIES, PHOTO_ID, RETRIEVAL_KINDS, modality_id
 from .weights import resolve_weights
 
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
-RETRIEVAL_KINDS = ("original", "converted", "semantic")
 
 
 @dataclass
@@ -141,7 +140,7 @@ class MarsModel(nn.Module):
 
     # ----------------------------------------------------------- retrieval
     def retrieval_embedding(self, embeds: torch.Tensor, modality: str | int, kind: str) -> torch.Tensor:
-        """Unit vectors used for cosine retrieval (method.md, "Retrieval").
+        """Unit vectors used for cosine retrieval (docs/method.md, "Retrieval").
 
         Args:
             embeds: (N, D) normalised image embeddings z_v of one modality.
@@ -156,7 +155,7 @@ class MarsModel(nn.Module):
         if kind == "original":
             out = embeds
         elif kind == "converted":
-            out = embeds - m[own] + m[PHOTO]
+            out = embeds - m[own] + m[PHOTO_ID]
         elif kind == "semantic":
             out = embeds - m[own]
         else:
@@ -174,6 +173,13 @@ class MarsModel(nn.Module):
         """One training step's losses: encode (B, 3, H, W) images and (B, L) tokens, then the losses."""
         return self.losses(self.clip.encode_image(images, normalize=True),
                            self.clip.encode_text(tokens, normalize=True), modality_ids, weights)
+
+
+class _OpenClipWarnings(logging.Filter):
+    """Drops open_clip's warnings (e.g. "No pretrained weights loaded") while a model is built."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.WARNING and "open_clip" in record.pathname)
 
 
 def _open(item) -> Image.Image:
@@ -219,13 +225,14 @@ def create_model(name: str | Path | dict | ModelConfig, pretrained: str | None =
     """
     config = get_model_config(name)
     source = resolve_weights(config.open_clip_name, pretrained)
-    # open_clip warns at WARNING level on every random init; that is the intent here.
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)
+    # open_clip logs a warning through the root logger on every random init, which is the intent
+    # here; a filter drops just those records while building, leaving the user's logging as it is.
+    quiet = _OpenClipWarnings()
+    logging.getLogger().addFilter(quiet)
     try:
         clip, tokenizer = _build_clip(config, source)
     finally:
-        logging.getLogger().setLevel(level)
+        logging.getLogger().removeFilter(quiet)
     preprocess = build_preprocess(config, clip)
     model = MarsModel(config, clip, tokenizer, preprocess, pretrained=None if pretrained is None else str(pretrained))
     model = model.to(torch.device(device) if device is not None else torch.device("cpu"))

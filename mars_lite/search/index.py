@@ -1,6 +1,6 @@
 """The gallery index behind the sketch pad: photo embeddings per retrieval kind, searchable and saved to disk.
 
-Retrieval (method.md) compares a query embedding with gallery embeddings of the matching kind.
+Retrieval (docs/method.md) compares a query embedding with gallery embeddings of the matching kind.
 For *photos* the three kinds need only two matrices:
 
     original   z_v                        (photos' own CLIP embeddings)
@@ -21,10 +21,7 @@ folder (or a benchmark's unseen photos) and prints the approximate index's recal
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -207,12 +204,12 @@ def photo_index_from_items(model, items, cache_dir: str | Path | None = None, me
     return GalleryIndex.from_embedding_set(es, model, meta)
 
 
-# ---------------------------------------------------------------- galleries and models
+# ------------------------------------------------------------------------- galleries
 def gallery_dataset(data: str | Path = "mini_sbir", benchmark: str | None = None, split: str | None = None):
     """The photos (and sketches, used as test queries) of a gallery source.
 
     Args:
-        data: ``"mini_sbir"`` (the real data folder's mini_sbir), or a folder: the generic layout
+        data: ``"mini_sbir"`` (the built-in set), or a folder: the generic layout
             ``<root>/<modality>/<class>/<file>`` or, with ``benchmark``, that benchmark's layout.
         benchmark: ``sketchy``, ``tuberlin`` or ``quickdraw`` to read ``data`` as that benchmark.
         split: a zero-shot split name (``mars_lite.data.list_splits()``) to keep only its unseen
@@ -220,44 +217,13 @@ def gallery_dataset(data: str | Path = "mini_sbir", benchmark: str | None = None
     Returns:
         an ``ImageDataset``.
     """
-    from .. import settings
-    from ..data import benchmark_dataset, folder_dataset, load_split
+    from ..data import load_split, open_dataset, resolve_data
 
-    root = settings.data_root() / "mini_sbir" if str(data) == "mini_sbir" else Path(data).expanduser()
-    dataset = benchmark_dataset(benchmark, root) if benchmark else folder_dataset(root)
+    root = resolve_data(data)
+    dataset = open_dataset(root, benchmark=benchmark)
     if split:
         dataset = dataset.select(classes=load_split(split, root=root).unseen)
     return dataset
-
-
-def load_model(name: str = "tiny", pretrained: str | None = "default", checkpoint: str | Path | None = None,
-               device=None, seed: int = 0):
-    """A MarsModel for querying: ``name`` with ``pretrained`` weights, then ``checkpoint`` if given.
-
-    ``pretrained="default"`` takes the config's default (OpenAI weights for ViT-B-32, none for tiny);
-    ``None``/``"none"`` is random init; with a checkpoint, the checkpoint's own model config is used.
-    Parameters not loaded from weights are drawn with ``seed`` (the global RNG is left untouched),
-    so a random-init model built here matches an index built by ``mars-lite index build``.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _load_model(name, pretrained, checkpoint, device)
-
-
-def _load_model(name, pretrained, checkpoint, device):
-    from ..method.checkpoint import load_checkpoint
-    from ..method.model import create_model, get_model_config
-
-    if pretrained in ("none", "None", ""):
-        pretrained = None
-    if checkpoint is not None:
-        override = None if pretrained == "default" else pretrained
-        model, _ = load_checkpoint(checkpoint, pretrained=override, device=device)
-        return model.eval()
-    if pretrained == "default":
-        pretrained = get_model_config(name).default_pretrained
-    model, _ = create_model(name, pretrained=pretrained, device=device)
-    return model.eval()
 
 
 @torch.inference_mode()
@@ -269,70 +235,3 @@ def sketch_queries(model, sketches, limit: int = 200, cache_dir=None) -> dict[st
     chosen = list(sketches)[::step][:limit]
     z = embed_items(model, chosen, cache_dir).embeddings.to(model.device)
     return {kind: model.retrieval_embedding(z, "sketch", kind).float().cpu() for kind in GALLERY_KIND}
-
-
-# ----------------------------------------------------------------------- CLI
-def _run_build(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    model = load_model(args.model, args.pretrained, args.checkpoint, seed=args.seed)
-    dataset = gallery_dataset(args.data, args.benchmark, args.split)
-    cache = None if args.cache == "none" else (args.cache or _default_cache())
-    index = photo_index_from_items(model, dataset, cache, progress=True,
-                                   meta={"data": str(args.data), "benchmark": args.benchmark, "split": args.split,
-                                         "checkpoint": args.checkpoint and str(args.checkpoint)})
-    print(f"embedded {len(index)} photos of {len(set(index.labels))} classes in {time.perf_counter() - start:.1f} s")
-    method = args.approximate
-    if method == "auto":
-        method = "ivf" if len(index) >= 50_000 else "hnsw"
-    if method != "none":
-        t0 = time.perf_counter()
-        options = {k: v for k, v in (("nlist", args.nlist), ("nprobe", args.nprobe)) if v and method == "ivf"}
-        index.build_approximate(method, **options)
-        print(f"approximate index ({method}) built in {time.perf_counter() - t0:.1f} s")
-        sketches = dataset.select(modality="sketch")
-        if len(sketches):
-            probes, what = sketch_queries(model, sketches, cache_dir=cache), "sketches"
-        else:  # no sketches in the folder: the photos themselves probe the index
-            step = max(1, len(index) // 200)
-            probes, what = {kind: index.matrix(kind)[::step][:200] for kind in GALLERY_KIND}, "gallery photos"
-        recall = {}
-        for kind, queries in probes.items():
-            recall[kind] = index.approximate_recall(queries, kind, k=args.k)
-            print(f"recall@{args.k} of {method} vs exact search, {kind} queries ({len(queries)} {what}): "
-                  f"{recall[kind]:.4f}")
-        index.meta["approximate"]["recall_at_k"] = {"k": args.k, **recall}
-    index.save(args.out)
-    print(f"saved {index!r} to {args.out}")
-    return 0
-
-
-def _default_cache() -> Path:
-    from .. import settings
-    return settings.artifacts_dir() / "embeddings"
-
-
-def configure_cli(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    build = actions.add_parser("build", help="embed a gallery's photos and save a searchable index",
-                               description="Embed the photos of a gallery (through the embedding cache), "
-                               "build exact + approximate search and save them to --out.")
-    build.add_argument("--model", default="tiny", help="model config (tiny, ViT-B-32, ...; default: %(default)s)")
-    build.add_argument("--pretrained", default="default",
-                       help="backbone weights: open_clip tag, local file, 'none', or 'default' (the config's)")
-    build.add_argument("--checkpoint", type=Path, help="a mars_lite checkpoint (.safetensors) to load")
-    build.add_argument("--seed", type=int, default=0,
-                       help="seed of randomly initialised parameters (random-init models, M without checkpoint)")
-    build.add_argument("--data", default="mini_sbir",
-                       help="gallery folder <root>/<modality>/<class>/<file>, or 'mini_sbir' (default)")
-    build.add_argument("--benchmark", choices=("sketchy", "tuberlin", "quickdraw"),
-                       help="read --data as this benchmark's layout")
-    build.add_argument("--split", help="keep only this zero-shot split's unseen classes (e.g. sketchy_split2)")
-    build.add_argument("--out", type=Path, required=True, help="folder to write the index into")
-    build.add_argument("--approximate", choices=("auto", "ivf", "hnsw", "none"), default="auto",
-                       help="faiss index to add (auto: ivf from 50,000 photos, else hnsw)")
-    build.add_argument("--nlist", type=int, help="IVF cells (default ~4 sqrt(N))")
-    build.add_argument("--nprobe", type=int, help="IVF cells visited per query")
-    build.add_argument("--k", type=int, default=10, help="k of the printed recall@k (default: %(default)s)")
-    build.add_argument("--cache", help="embedding cache folder ('none' to skip; default: <artifacts>/embeddings)")
-    build.set_defaults(func=_run_build)
-    parser.set_defaults(func=lambda _args: (parser.print_help(file=sys.stderr), 2)[1])

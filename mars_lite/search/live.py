@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from .index import GalleryIndex
-from ..method.model import RETRIEVAL_KINDS
+from ..method.modalities import RETRIEVAL_KINDS
 from .strokes import DEFAULT_STYLE, RasterStyle, normalize_sketch_image, rasterize
 
 

@@ -18,8 +18,8 @@ from .setup import (BENCHMARK_FOLDERS, DEFAULT_FULL_SPLIT, StudySetup, class_row
                           environment_report, fast_train_sizes, full_train_sizes, leakage_report,
                           load_study_setup, per_class_subset, seed_everything, study_dataset, study_parts)
 from .spaces import (CaptionSet, caption_set, chance_metrics, embed, embedding_spaces,
-                           gap_reports, study_model, top_photos, umap_groups)
-from .training import (ablation_weights, ends_lower, ensure_checkpoint, export_backbone,
+                           gap_reports, top_photos, umap_groups)
+from .training import (ablation_weights, ends_lower, ensure_checkpoint, export_backbone, notebook_config,
                              loss_terms, moving_average, run_ablation, study_train_config,
                              train_study_model)
 
@@ -29,10 +29,10 @@ __all__ = [
     "fast_train_sizes", "full_train_sizes", "leakage_report", "load_study_setup", "per_class_subset",
     "seed_everything", "study_dataset", "study_parts",
     # models and embedding spaces (study_spaces)
-    "CaptionSet", "caption_set", "chance_metrics", "embed", "embedding_spaces", "gap_reports", "study_model",
+    "CaptionSet", "caption_set", "chance_metrics", "embed", "embedding_spaces", "gap_reports",
     "top_photos", "umap_groups",
     # training and ablation (study_training)
-    "ablation_weights", "ends_lower", "ensure_checkpoint", "export_backbone", "loss_terms", "moving_average",
+    "ablation_weights", "ends_lower", "ensure_checkpoint", "export_backbone", "notebook_config", "loss_terms", "moving_average",
     "run_ablation", "study_train_config", "train_study_model",
     # here
     "export_figure", "markdown_table", "metrics_rows", "part_counts", "run_notebook", "split_overview",

@@ -27,6 +27,8 @@ from typing import Sequence
 import torch
 
 from .. import settings
+from ..data.locations import resolve_data
+from ..data.sources import open_dataset
 from ..data.splits import MINI_SBIR, Split, SplitParts, load_split
 from ..settings import seed_everything  # noqa: F401  (re-exported through mars_lite.study)
 
@@ -85,6 +87,11 @@ class StudySetup:
         """The checkpoint later notebooks use: the best (seen-class validation) one of notebook 03."""
         return self.train_dir / "best.safetensors"
 
+    def model_options(self) -> dict:
+        """Keyword arguments of ``mars_lite.open_model`` for this setup: its weights, device and seed
+        (the seed makes a random-init backbone the same in every notebook, so caches are shared)."""
+        return {"pretrained": self.pretrained, "device": self.device, "seed": self.seed}
+
     def banner(self) -> str:
         """One Markdown paragraph that says which mode is active and what it means."""
         weights = self.pretrained or "random init"
@@ -121,7 +128,7 @@ def load_study_setup(seed: int = 0, *, full_split: str = DEFAULT_FULL_SPLIT,
     """
     fast = settings.fast_mode() if fast is None else fast
     if fast:
-        data = settings.data_root() / MINI_SBIR
+        data = resolve_data(MINI_SBIR)
         return StudySetup("fast", seed, FAST_MODEL, None, data, load_split(MINI_SBIR, data), "cpu",
                           _artifacts("fast"), per_class=None, picture_per_class=8,
                           train=fast_train_sizes())
@@ -168,12 +175,7 @@ def environment_report() -> dict:
 # ------------------------------------------------------------------------------- data
 def study_dataset(setup: StudySetup):
     """Every image of the setup's split classes as an ImageDataset (folder or benchmark layout)."""
-    from ..data.benchmarks import benchmark_dataset
-    from ..data.folder import folder_dataset
-
-    if setup.split.benchmark == "folder":
-        return folder_dataset(setup.data)
-    return benchmark_dataset(setup.split.benchmark, setup.data, classes=setup.split.classes)
+    return open_dataset(setup.data, setup.split)
 
 
 def study_parts(setup: StudySetup, dataset=None) -> SplitParts:

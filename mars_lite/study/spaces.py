@@ -3,33 +3,16 @@ original / converted / semantic spaces with their gap numbers, and one-sketch re
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .setup import StudySetup, per_class_subset, seed_everything
+from .setup import StudySetup, per_class_subset
 
 
 # ------------------------------------------------------------------------- model + embeddings
-def study_model(setup: StudySetup, checkpoint: str | os.PathLike | None = None):
-    """The setup's model: seeded fresh weights, or a checkpoint's. Returns ``(model, meta)``.
-
-    Seeding before a random init makes the fast-mode backbone the same in every notebook, so the
-    embedding cache of one notebook serves the next.
-    """
-    from ..method.model import create_model
-
-    seed_everything(setup.seed)
-    if checkpoint is None:
-        model, _ = create_model(setup.model_name, pretrained=setup.pretrained, device=setup.device)
-        return model, {}
-    from ..method.checkpoint import load_checkpoint
-    return load_checkpoint(checkpoint, pretrained=setup.pretrained, device=setup.device)
-
-
 def embed(setup: StudySetup, model, dataset, per_class: int | None = None):
     """Cached original embeddings (``EmbeddingSet``) of ``dataset``, ``per_class`` items at most."""
     from ..embed import embed_items
@@ -67,7 +50,7 @@ def embedding_spaces(model, sketches, photos, captions: CaptionSet,
     ``converted`` moves every item into the photo modality (z - m_own + m_photo), ``semantic``
     removes each item's own modality vector (z - m_own); captions use their caption ids (2/3).
     """
-    from ..method.modalities import PHOTO
+    from ..method.modalities import PHOTO_ID
 
     ids = torch.tensor(captions.ids)
     out = {}
@@ -76,7 +59,7 @@ def embedding_spaces(model, sketches, photos, captions: CaptionSet,
         for cid in sorted(set(captions.ids)):
             rows = ids == cid
             z = captions.embeddings[rows].to(model.device)
-            text[rows] = _move(model, z, cid, kind, PHOTO).cpu()
+            text[rows] = _move(model, z, cid, kind, PHOTO_ID).cpu()
         out[kind] = {"sketch": model.retrieval_embedding(sketches.embeddings.to(model.device), "sketch", kind).cpu(),
                      "photo": model.retrieval_embedding(photos.embeddings.to(model.device), "photo", kind).cpu(),
                      "text": text}

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import ConfigError, load_config
 from ..method.losses import PAPER_WEIGHTS, TERMS
 from ..eval.metrics import CONVENTIONS
-from ..method.model import RETRIEVAL_KINDS
+from ..method.modalities import RETRIEVAL_KINDS
 
 TRAIN_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MODES = ("frozen", "paper", "layernorm")

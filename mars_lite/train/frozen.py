@@ -20,10 +20,8 @@ import torch
 from torch import nn
 
 from .fast_frozen.loss import CachedPairs, PairBatch
-from ..method.losses import TERMS
 from .distributed import DistInfo, gather_plain
 
-LOSS_KEYS = (*TERMS, "total")
 
 
 class FlatAdamW:

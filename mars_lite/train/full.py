@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..method.losses import compute_losses
 from .rows import TrainRows
 from .distributed import DistInfo, gather_plain, gather_with_grad
-from .frozen import LOSS_KEYS
+from ..method.losses import LOSS_KEYS
 
 # Modules whose parameters train in "layernorm" mode.
 _NORM_TYPES = (nn.LayerNorm,)

@@ -2,7 +2,7 @@
 
 An *engine* (:class:`mars_lite.train.frozen.FrozenEngine` or :class:`mars_lite.train.full.FullEngine`)
 knows how to turn a rank's (S, B_local) row order into batches and how to take one optimizer step;
-this module drives it: 5% linear warm-up then a constant learning rate (method.md), per-step
+this module drives it: 5% linear warm-up then a constant learning rate (docs/method.md), per-step
 losses into the history, validation before training and after every ``val_every`` epochs, the
 ``last`` and ``best`` checkpoints and the resumable training state after every epoch (and when
 ``max_steps`` stops a run mid-epoch). Only the main process writes files.
@@ -23,7 +23,7 @@ from ..files import atomic_write
 from ..settings import progress_enabled
 from .rows import epoch_batches
 from .distributed import DistInfo, barrier
-from .frozen import LOSS_KEYS
+from ..method.losses import LOSS_KEYS
 from .state import (
     BEST_CHECKPOINT,
     HISTORY_FILE,

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from ..data import ImageDataset, ValRule, benchmark_dataset, folder_dataset, load_split
+from ..data import ImageDataset, ValRule
+from ..data.sources import open_dataset
 from ..data.splits import Split
 from ..method.modalities import caption, modality_id
 
@@ -123,24 +124,6 @@ class SeenSplit:
     split_name: str
 
 
-def resolve_split(split: str | None, data_root: str | Path) -> Split:
-    """A :class:`mars_lite.data.Split` from a name (``list_splits()``), a JSON path, or ``None``
-    for ``<data_root>/split_zs.json``."""
-    root = Path(data_root)
-    if split is None:
-        default = root / "split_zs.json"
-        if not default.is_file():
-            raise TrainingDataError(f"no split given and {default} does not exist: pass a split name "
-                                    "(e.g. 'tuberlin_split_b') or a JSON file with 'seen'/'unseen' lists")
-        return load_split(str(default), root)
-    if str(split).endswith(".json"):
-        path = Path(split)
-        if not path.is_absolute() and not path.is_file():
-            path = root / path
-        return load_split(str(path), root)
-    return load_split(split, root)
-
-
 def seen_split(data_root: str | Path, split: Split, val_fraction: float = 0.1,
                seed: int | None = None, on_error: str = "raise") -> SeenSplit:
     """Read the seen classes of ``split`` from ``data_root`` and hold out the validation part.
@@ -163,10 +146,7 @@ def seen_split(data_root: str | Path, split: Split, val_fraction: float = 0.1,
     if not seen:
         raise TrainingDataError(f"split {split.name} has no seen classes")
     check_no_unseen(seen, split.unseen, f"the seen classes of split {split.name}")
-    if split.benchmark == "folder":
-        dataset = folder_dataset(root, on_error=on_error, classes=seen)
-    else:
-        dataset = benchmark_dataset(split.benchmark, root, classes=seen, on_error=on_error)
+    dataset = open_dataset(root, split, classes=seen, on_error=on_error)
     if len(dataset) == 0:
         raise TrainingDataError(f"data folder {root} holds no images of the seen classes of split "
                                 f"{split.name} (expected <root>/<sketch|photo>/<class>/<image files>)")

@@ -1,6 +1,6 @@
-"""Train MARS: ``train(config, data_root, out_dir) -> TrainResult`` and ``mars-lite train``.
+"""Train MARS: ``train(config, data_root, out_dir) -> TrainResult`` (``mars-lite train`` calls it).
 
-Backbone modes (``TrainConfig.mode``, see method.md "Training"):
+Backbone modes (``TrainConfig.mode``, see docs/method.md "Training"):
 
 ``frozen``     CLIP fixed; image embeddings computed once and cached on disk (``embed_cache``),
                only M and the classifier train, with the inner-product loss (CPU minutes).
@@ -11,18 +11,15 @@ Backbone modes (``TrainConfig.mode``, see method.md "Training"):
 AdamW (weight decay 0.1 on every parameter), 5% linear warm-up then a constant rate, mixed
 precision on CUDA. Only seen classes are read; the best checkpoint is chosen on a held-out part
 of them. Files in ``out_dir``: ``last.safetensors`` and ``best.safetensors`` (load with
-``mars_lite.method.checkpoint.load_checkpoint``), ``history.json`` (loss curves) and ``last_state.pt``
+``mars_lite.load_model``), ``history.json`` (loss curves) and ``last_state.pt``
 (what ``resume=True`` / ``--resume`` continues from). Several processes:
 ``torchrun --nproc_per_node=N -m mars_lite.cli train ...`` (see :mod:`mars_lite.train.distributed`).
-Modules: train_data (rows, split, samplers), frozen_loss / train_frozen, train_full,
-train_validation, train_loop (epochs, checkpoints), train_state (resume), train_dist.
+Modules: ``rows`` (rows, split, samplers), ``frozen`` + ``fast_frozen/`` (frozen mode), ``full``
+(paper / layernorm), ``validation``, ``loop`` (epochs, checkpoints), ``state`` (resume), ``distributed``.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,22 +27,23 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError
-from ..method.model import create_model
-from ..settings import progress_enabled, seed_everything
+from ..data.locations import resolve_data
+from ..data.sources import resolve_split
+from ..method.loading import open_model
+from ..settings import embeddings_cache_dir, progress_enabled, seed_everything
 from .config import (
-    MODES,
     RESUMABLE_CHANGES,
     TrainConfig,
     TrainResult,
     list_train_configs,
     load_train_config,
 )
-from .rows import build_rows, make_sampler, resolve_split, seen_split
+from .rows import build_rows, check_no_unseen, make_sampler, seen_split
 from .distributed import DistInfo, barrier, init_distributed, process_device, shutdown
 from .loop import TrainingRun
 from .state import BEST_CHECKPOINT, LAST_CHECKPOINT, load_state
 
-__all__ = ["TrainConfig", "TrainResult", "configure_cli", "list_train_configs", "load_train_config", "train",
+__all__ = ["TrainConfig", "TrainResult", "list_train_configs", "load_train_config", "train",
            "train_on_embeddings"]
 
 
@@ -74,25 +72,13 @@ def _subsample(dataset, per_class: int | None):
     return kept
 
 
-def _initial_model(cfg: TrainConfig, unseen, device):
-    """A fresh model from the config, or the one stored in ``init_checkpoint``."""
-    if cfg.init_checkpoint is None:
-        return create_model(cfg.model, pretrained=cfg.pretrained, device=device)[0]
-    from ..method.checkpoint import load_checkpoint
-    from .rows import check_no_unseen
-    model, meta = load_checkpoint(cfg.init_checkpoint, device=device)
-    check_no_unseen(meta.get("classes_seen", []), unseen, f"the training classes of {cfg.init_checkpoint}")
-    return model
-
-
 def _frozen_setup(model, rows, val_rows, cfg, dist, device, progress, log):
     """Embed (or read from the cache) the training and validation images once; the engine, the
     validator and whether the cache was used."""
     from .fast_frozen.loss import CachedPairs
-    from ..settings import artifacts_dir
     from .frozen import FrozenEngine
     from .validation import embed_rows, validate, validation_set
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else artifacts_dir() / "embeddings"
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else embeddings_cache_dir()
     both = build_rows(list(rows.items) + list(val_rows.items if val_rows else ()))
     if not dist.is_main:
         barrier(dist)  # the main process fills the cache first
@@ -142,7 +128,7 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
         config: shipped config name (``fast``, ``frozen``, ``paper``, ``layernorm``), JSON path,
             dict or TrainConfig. overrides: TrainConfig fields that replace the config's
             (``epochs=3``, ``max_steps=10`` ...).
-        data_root: dataset folder (e.g. ``../shared/data/mini_sbir``).
+        data_root: dataset folder, or a built-in name (``"mini_sbir"``, the default).
         out_dir: output folder (created). resume: continue the run saved in ``out_dir``.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         progress: tqdm bars (default: only on a terminal, never under CI / TQDM_DISABLE).
@@ -151,10 +137,10 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
         a :class:`TrainResult` (history for loss curves, checkpoint paths).
     """
     started = time.perf_counter()
-    if data_root is None or out_dir is None:
-        raise ValueError("train() needs data_root (dataset folder) and out_dir (where checkpoints go)")
+    if out_dir is None:
+        raise ValueError("train() needs out_dir (where checkpoints go)")
     cfg = load_train_config(config, **overrides)
-    out_dir, data_root = Path(out_dir), Path(data_root)
+    out_dir, data_root = Path(out_dir), resolve_data(data_root)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     joined_here = not torch.distributed.is_initialized()
     dist = init_distributed(device)
@@ -166,13 +152,17 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
         _check_resume_config(state["config"], cfg, out_dir)
     try:
         seed_everything(cfg.seed)
-        split = resolve_split(cfg.split, data_root)
+        split = resolve_split(data_root, cfg.split)
         parts = seen_split(data_root, split, cfg.val_fraction, cfg.val_seed)
         rows = build_rows(_subsample(parts.train, cfg.max_images_per_class), parts.unseen)
         val_rows = build_rows(parts.val, parts.unseen) if len(parts.val) else None
         log(f"{cfg.mode} mode, {len(rows)} training rows of {len(parts.seen)} seen classes, "
             f"{len(val_rows) if val_rows else 0} validation rows, {dist.world_size} process(es) on {device}")
-        model = _initial_model(cfg, parts.unseen, device)
+        # a fresh model from the config, or the one stored in init_checkpoint (never one that saw unseen classes)
+        model, info = open_model(cfg.model, pretrained=None if cfg.init_checkpoint else cfg.pretrained,
+                                 checkpoint=cfg.init_checkpoint, device=device)
+        if cfg.init_checkpoint is not None:
+            check_no_unseen(info["classes_seen"] or [], parts.unseen, f"the training classes of {cfg.init_checkpoint}")
         if state is not None:
             model.load_state_dict(state["model"], strict=False)
         if cfg.mode == "frozen":
@@ -238,59 +228,3 @@ def train_on_embeddings(model, image_embeds: torch.Tensor, caption_embeds: torch
                           prefetch=cfg.frozen_prefetch)
     meta = {"classes_seen": sorted(set(classes_seen or labels)), "extra": {"mode": "frozen", "train_config": asdict(cfg)}}
     return _execute(model, engine, list(labels), cfg, DistInfo(), out_dir, None, meta, None, _log_fn(verbose), progress)
-
-
-# ------------------------------------------------------------------------------ CLI
-def configure_cli(parser: argparse.ArgumentParser) -> None:
-    """Options of ``mars-lite train``."""
-    parser.description = ("Train MARS on the seen classes of a split (frozen, paper or layernorm backbone "
-                          "mode); writes last/best checkpoints, history.json and a resumable state to --out. "
-                          "Several processes: torchrun --nproc_per_node=N -m mars_lite.cli train ...")
-    parser.add_argument("--config", required=True,
-                        help=f"shipped config ({', '.join(list_train_configs())}) or a JSON file of TrainConfig fields")
-    parser.add_argument("--data", required=True, help="dataset folder (<root>/<sketch|photo>/<class>/<files> "
-                        "or a benchmark layout), e.g. ../shared/data/mini_sbir")
-    parser.add_argument("--out", required=True, help="output folder for checkpoints, history.json and the state")
-    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out (last_state.pt)")
-    parser.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
-    parser.add_argument("--split", help="split name (e.g. tuberlin_split_b) or JSON with seen/unseen lists; "
-                        "default: the config's, else <data>/split_zs.json")
-    parser.add_argument("--mode", choices=MODES, help="backbone mode, overrides the config")
-    parser.add_argument("--model", help="model config name (tiny, ViT-B-32, ...), overrides the config")
-    parser.add_argument("--pretrained", help="backbone weights: open_clip tag, local file, or 'none' for random init")
-    parser.add_argument("--epochs", type=int, help="number of epochs (may be raised when resuming)")
-    parser.add_argument("--max-steps", type=int, help="stop after this many steps in total (resume to continue)")
-    parser.add_argument("--batch-size", type=int, help="global batch size (split over processes)")
-    parser.add_argument("--lr", type=float, help="learning rate of the modality vectors and classifier")
-    parser.add_argument("--backbone-lr", type=float, help="learning rate of the CLIP parameters that train")
-    parser.add_argument("--seed", type=int, help="seed of model init, epoch orders and validation batches")
-    parser.add_argument("--val-fraction", type=float, help="held-out fraction of seen-class images (0 = none)")
-    parser.add_argument("--balanced", action="store_const", const=True, help="class-balanced sampling")
-    parser.add_argument("--num-workers", type=int, help="DataLoader worker processes for image loading")
-    parser.add_argument("--cache-dir", help="embedding cache folder for frozen mode")
-    parser.add_argument("--init-checkpoint", help="start from this mars_lite checkpoint (e.g. frozen mode on "
-                        "top of a paper-mode run)")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines and no progress bars")
-    parser.set_defaults(func=_cli_main)
-
-
-def _cli_main(args: argparse.Namespace) -> int:
-    pretrained = args.pretrained
-    overrides = dict(split=args.split, mode=args.mode, model=args.model, epochs=args.epochs,
-                     max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, backbone_lr=args.backbone_lr,
-                     seed=args.seed, val_fraction=args.val_fraction, balanced_sampler=args.balanced,
-                     num_workers=args.num_workers, cache_dir=args.cache_dir, init_checkpoint=args.init_checkpoint)
-    cfg = load_train_config(args.config, **overrides)
-    if pretrained is not None:
-        cfg = load_train_config(cfg, pretrained=None if pretrained.lower() == "none" else pretrained) \
-            if pretrained.lower() != "none" else dataclasses.replace(cfg, pretrained=None)
-    result = train(cfg, args.data, args.out, device=args.device, resume=args.resume,
-                   progress=False if args.quiet else None, verbose=not args.quiet)
-    if int(os.environ.get("RANK", "0")) == 0:
-        best = result.epoch_values("val_map")
-        summary = {"out_dir": str(result.out_dir), "best_checkpoint": str(result.best_checkpoint),
-                   "best_epoch": result.best_epoch, "epochs_completed": result.epochs_completed,
-                   "steps": result.global_step, "stopped_early": result.stopped_early,
-                   "val_map": best[-1][1] if best else None, "seconds": round(result.seconds, 2)}
-        print(json.dumps(summary))
-    return 0

@@ -4,8 +4,10 @@ Model selection never looks at unseen classes: the validation part is held out f
 classes (:mod:`mars_lite.train.rows`). Each validation embeds its images with the current backbone
 (frozen mode: once, from the embedding cache), then
 
-* the loss terms on the validation rows, in fixed batches of the training batch size (a seeded
-  order, so batches mix classes and modalities as training batches do), averaged over rows;
+* the loss terms on the validation rows, computed by ``compute_losses`` (the same function full-mode
+  training uses; frozen mode's fast path is tested equal to it), in fixed batches of the training
+  batch size (a seeded order, so batches mix classes and modalities as training batches do),
+  averaged over rows;
 * retrieval: validation sketches as queries against validation photos as the gallery, scored by
   cosine similarity of the chosen retrieval embedding (``converted`` by default, as the
   reference), with the reference metric convention; ``val_map`` is mAP@all.
@@ -17,11 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from ..embed import embed_items, embed_texts
-from .fast_frozen.loss import CachedPairs
 from ..eval.metrics import evaluate_embeddings
+from ..method.losses import LOSS_KEYS, compute_losses
 from .rows import TrainRows
-
-VAL_TERMS = ("clip", "semantic", "discriminator", "reconstruction", "orthogonal", "total")
 
 
 @dataclass
@@ -29,12 +29,15 @@ class ValidationSet:
     """Validation rows on embeddings of one backbone state.
 
     Attributes:
-        pairs: the rows with their captions, for the losses.
-        image_embeds: (N, D) z_v; labels and modalities: N entries each.
+        image_embeds: (N, D) z_v; text_embeds: (N, D) the caption z_t of each row;
+        modality_ids: (N, 2) [image id, caption id]; logit_scale: the CLIP term's log inverse
+        temperature; labels and modalities: N entries each.
     """
 
-    pairs: CachedPairs
     image_embeds: torch.Tensor
+    text_embeds: torch.Tensor
+    modality_ids: torch.Tensor
+    logit_scale: float
     labels: list[str]
     modalities: list[str]
 
@@ -47,27 +50,29 @@ def embed_rows(model, rows: TrainRows, cache_dir=None, batch_size: int = 64, pro
 
 def validation_set(rows: TrainRows, image_embeds: torch.Tensor, caption_embeds: torch.Tensor,
                    logit_scale: float) -> ValidationSet:
-    """Build a :class:`ValidationSet` from embeddings of ``rows`` (same order)."""
-    pairs = CachedPairs(image_embeds, caption_embeds, rows.caption_index, rows.image_ids, rows.caption_ids,
-                        logit_scale=logit_scale)
-    return ValidationSet(pairs, image_embeds, list(rows.labels), [item.modality for item in rows.items])
+    """Build a :class:`ValidationSet` from (N, D) image and (C, D) caption embeddings of ``rows``."""
+    text = caption_embeds[rows.caption_index.to(caption_embeds.device)]          # (N, D): row i's caption
+    return ValidationSet(image_embeds, text, rows.modality_ids.to(image_embeds.device), float(logit_scale),
+                         list(rows.labels), [item.modality for item in rows.items])
 
 
 @torch.no_grad()
 def validation_losses(vset: ValidationSet, model, weights: list[float], batch_size: int, seed: int) -> dict:
     """Mean of every loss term over the validation rows (batches of ``batch_size``, seeded order)."""
-    n = len(vset.pairs)
+    n = len(vset.image_embeds)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator).to(vset.image_embeds.device)
     m, w, b = (model.modality_embeddings.weight.float(), model.discriminator.weight.float(),
                model.discriminator.bias.float())
-    sums = dict.fromkeys(VAL_TERMS, 0.0)
+    scale = torch.tensor(vset.logit_scale, device=m.device)
+    sums = dict.fromkeys(LOSS_KEYS, 0.0)
     for start in range(0, n, batch_size):
         rows = order[start:start + batch_size]
         if len(rows) < 2 and start > 0:
             rows = order[start - 1:]  # never a batch of one (its CLIP term is trivially 0)
-        values = vset.pairs.losses(rows, m, w, b, weights, all_terms=True)
-        for key in VAL_TERMS:
+        values = compute_losses(vset.image_embeds[rows].float(), vset.text_embeds[rows].float(),
+                                vset.modality_ids[rows], m, w, b, scale, weights)
+        for key in LOSS_KEYS:
             sums[key] += float(values[key]) * len(order[start:start + batch_size])
     return {f"val_{key}": value / n for key, value in sums.items()}
 

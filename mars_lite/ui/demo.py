@@ -2,16 +2,14 @@
 
 Voilà runs the small app notebook shipped in the package (``mars_lite/ui/apps/demo.ipynb``), which
 calls :func:`build_demo_app` on :meth:`DemoConfig.from_env`. The command passes its options to that
-kernel through ``MARS_LITE_DEMO_*`` environment variables. The default works offline: the tiny
+kernel through ``MARS_LITE_DEMO_*`` environment variables (``mars_lite.cli.demo`` parses them). The default works offline: the tiny
 model (random init, seeded) and the real ``mini_sbir`` photos as gallery; ``--model ViT-B-32
 --checkpoint ...`` and ``--gallery DIR [--benchmark NAME --split NAME]`` or ``--index DIR`` give the
 real thing.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,7 +25,7 @@ class DemoConfig:
     """What the demo shows.
 
     Attributes:
-        model, pretrained, checkpoint, seed: the query model (see ``index.load_model``).
+        model, pretrained, checkpoint, seed: the query model (see ``mars_lite.method.loading.open_model``).
         gallery: ``mini_sbir`` or a folder (``<root>/photo/<class>/<file>``, or a benchmark root).
         benchmark, split: read ``gallery`` as this benchmark and keep this split's unseen classes.
         index: a saved gallery index (``mars-lite index build``) used instead of embedding ``gallery``.
@@ -73,7 +71,7 @@ def gallery_sources(model, config: DemoConfig) -> dict:
     """name -> callable building the gallery index: the configured gallery first, mini_sbir as well."""
     from ..search.index import GalleryIndex, gallery_dataset, photo_index_from_items
 
-    cache = config.cache_dir or str(settings.artifacts_dir() / "embeddings")
+    cache = config.cache_dir or str(settings.embeddings_cache_dir())
 
     def from_data(data, benchmark=None, split=None):
         meta = {"data": str(data), "benchmark": benchmark, "split": split}
@@ -88,25 +86,6 @@ def gallery_sources(model, config: DemoConfig) -> dict:
     return sources
 
 
-def notebook_config(setup, checkpoint: str | Path | None = None) -> DemoConfig:
-    """The demo config of notebook 06 for a ``study.StudySetup``.
-
-    Fast mode: the seeded random-init tiny model and every mini_sbir photo (no checkpoint needed:
-    the widget is what is shown, not accuracy). Full mode: ``checkpoint``, else notebook 03's
-    (recreated by training when missing), and the unseen-class photos of the setup's benchmark split.
-    """
-    cache = str(setup.cache_dir)
-    if setup.fast:
-        return DemoConfig(model=setup.model_name, pretrained=setup.pretrained, seed=setup.seed,
-                          checkpoint=str(checkpoint) if checkpoint else None, cache_dir=cache)
-    if checkpoint is None:
-        from ..study import ensure_checkpoint
-        checkpoint = ensure_checkpoint(setup)
-    return DemoConfig(model=setup.model_name, pretrained=setup.pretrained, checkpoint=str(checkpoint),
-                      seed=setup.seed, gallery=str(setup.data), benchmark=setup.split.benchmark,
-                      split=setup.split.name, cache_dir=cache)
-
-
 def build_demo_app(config: DemoConfig | None = None, warm: bool = True):
     """The live sketch app for ``config`` (default: ``DemoConfig.from_env()``).
 
@@ -114,12 +93,12 @@ def build_demo_app(config: DemoConfig | None = None, warm: bool = True):
     larger than ``tiny`` encode under bfloat16 autocast on CPUs that support it natively
     (``benchmarks/query_latency.py``: ~1.7x faster for ViT-B-32, same top-10 almost always).
     """
-    from ..search.index import load_model
+    from ..method.loading import open_model
     from ..search.live import default_autocast
     from .sketchpad import live_sketch_app
 
     config = config or DemoConfig.from_env()
-    model = load_model(config.model, config.pretrained, config.checkpoint, seed=config.seed)
+    model, _ = open_model(config.model, pretrained=config.pretrained, checkpoint=config.checkpoint, seed=config.seed)
     sources = gallery_sources(model, config)
     app = live_sketch_app(model, sources, k=config.k, cache_dir=config.cache_dir,
                           autocast=default_autocast(model))
@@ -133,43 +112,3 @@ def voila_command(port: int, open_browser: bool) -> list[str]:
     cmd = [sys.executable, "-m", "voila", str(APP_NOTEBOOK), f"--port={port}", "--Voila.ip=127.0.0.1",
            "--theme=light", "--show_tracebacks=True"]
     return cmd if open_browser else cmd + ["--no-browser"]
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    config = DemoConfig(model=args.model, pretrained=args.pretrained,
-                        checkpoint=str(args.checkpoint) if args.checkpoint else None, seed=args.seed,
-                        gallery=args.gallery, benchmark=args.benchmark, split=args.split,
-                        index=str(args.index) if args.index else None, k=args.k)
-    if config.checkpoint and not Path(config.checkpoint).is_file():
-        print(f"mars-lite demo: checkpoint {config.checkpoint} not found", file=sys.stderr)
-        return 2
-    if config.index and not (Path(config.index) / "index.json").is_file():
-        print(f"mars-lite demo: {config.index} is not a gallery index (build one with 'mars-lite index build')",
-              file=sys.stderr)
-        return 2
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    env.update(config.to_env())
-    root = settings.data_root(required=False)
-    if root is not None:
-        env.setdefault("MARS_LITE_DATA", str(root))
-    print(f"mars-lite demo: {config.model} on gallery {config.gallery_name()} at http://127.0.0.1:{args.port}/",
-          flush=True)
-    return subprocess.call(voila_command(args.port, args.open), env=env)
-
-
-def configure_cli(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="tiny", help="model config (default: %(default)s, offline)")
-    parser.add_argument("--pretrained", default="default",
-                        help="backbone weights: open_clip tag, local file, 'none' or 'default' (the config's)")
-    parser.add_argument("--checkpoint", type=Path, help="a mars_lite checkpoint to query with")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random-init parameters")
-    parser.add_argument("--gallery", default="mini_sbir",
-                        help="'mini_sbir' (default) or a folder <root>/photo/<class>/<file> or benchmark root")
-    parser.add_argument("--benchmark", choices=("sketchy", "tuberlin", "quickdraw"),
-                        help="read --gallery as this benchmark")
-    parser.add_argument("--split", help="show only this split's unseen classes (e.g. sketchy_split2)")
-    parser.add_argument("--index", type=Path, help="a saved gallery index (mars-lite index build) to search")
-    parser.add_argument("--k", type=int, default=10, help="results shown (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8866, help="Voilà port (default: %(default)s)")
-    parser.add_argument("--open", action="store_true", help="open the browser (default: only print the address)")
-    parser.set_defaults(func=_run_demo)

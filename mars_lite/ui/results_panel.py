@@ -15,7 +15,7 @@ from typing import Sequence
 import ipywidgets as widgets
 from PIL import Image
 
-from ..method.model import RETRIEVAL_KINDS
+from ..method.modalities import RETRIEVAL_KINDS
 
 EMPTY_HINT = "Draw a sketch on the pad: the closest photos appear here at the end of each stroke."
 KIND_HELP = {

@@ -1,0 +1,48 @@
+"""Where a dataset lives: the folders built into the package, and the resolution order.
+
+Wherever a dataset is accepted (``--data``, ``data=`` in the Python API, the demo gallery): an
+explicit folder, else the ``MARS_LITE_DATA`` folder, else the copy built into the package
+(``mars_lite/data/builtin``: ``mini_sbir`` and the Quick, Draw! bitmaps, see its README). A
+built-in name (``"mini_sbir"``) is looked up in ``MARS_LITE_DATA`` first, then in the package, so a
+data folder that holds only downloaded benchmarks still finds the built-in set.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import settings
+from .folder import LayoutError
+
+MINI_SBIR = "mini_sbir"
+BUILTIN_SETS = (MINI_SBIR, "quickdraw_bitmap")
+
+
+def builtin_path(name: str = MINI_SBIR) -> Path:
+    """The folder of a data set shipped inside the package (``mini_sbir``, ``quickdraw_bitmap``)."""
+    if name not in BUILTIN_SETS:
+        raise KeyError(f"no built-in data set {name!r}; built-in: {list(BUILTIN_SETS)}")
+    path = settings.BUILTIN_DATA_DIR / name
+    if not path.is_dir():
+        raise FileNotFoundError(f"the built-in data set {path} is missing: reinstall mars_lite "
+                                "(the package ships it) or point --data at a copy")
+    return path
+
+
+def resolve_data(data: str | os.PathLike | None = None) -> Path:
+    """The dataset folder for ``data``: a folder, a built-in name, or ``None`` for ``mini_sbir``.
+
+    A built-in name is taken from ``$MARS_LITE_DATA/<name>`` when that folder exists, else from
+    the package. Raises ``LayoutError`` (a ``FileNotFoundError``) naming the folder when it is missing.
+    """
+    name = MINI_SBIR if data is None else os.fspath(data)
+    if name in BUILTIN_SETS:
+        root = settings.data_root(required=False)
+        mine = root / name if root is not None else None
+        return mine if mine is not None and mine.is_dir() else builtin_path(name)
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise LayoutError(f"data folder {path} does not exist; pass a folder laid out as "
+                          f"<root>/<sketch|photo>/<class>/<image>, a benchmark root, or {MINI_SBIR!r} "
+                          "(the built-in set)")
+    return path.resolve()
