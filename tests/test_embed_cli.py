@@ -98,3 +98,12 @@ def test_cli_checkpoint_and_no_split(tree, model, tmp_path, capsys):
     assert embed_dataset(model, tree, out, parts=["all"])["all"].from_cache
     with pytest.raises(ValueError, match="only the part 'all'"):
         dataset_parts(tree, parts=["query"])
+
+
+def test_cli_builtin_data_and_random_weights(tmp_path, capsys):
+    """``--data mini_sbir`` is the built-in copy; ``--pretrained none`` is random init for every command."""
+    out = tmp_path / "cache"
+    args = ["embed", "--model", "tiny", "--pretrained", "none", "--data", "mini_sbir", "--out", str(out),
+            "--parts", "query"]
+    assert cli.main(args) == 0
+    assert "query: 300 images, (300, 64)" in capsys.readouterr().out

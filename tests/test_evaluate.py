@@ -199,7 +199,7 @@ def test_cli_help(capsys):
 
 def test_cli_end_to_end(checkpoint, mini_sbir, cache, tmp_path, capsys, report):
     out = tmp_path / "out"
-    status = cli.main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(mini_sbir), "--out", str(out),
+    status = cli.main(["evaluate", "--checkpoint", str(checkpoint), "--data", "mini_sbir", "--out", str(out),
                        "--cache-dir", str(cache), "--fast-mode"])
     assert status == 0
     saved = load_report(out / "eval_mini_sbir.json")
@@ -231,3 +231,13 @@ def test_sketchy_layout_finegrained_uses_original_photos(tmp_path, mini_sbir, ch
         assert values["n_sketches"] == 21 and values["acc@1"] == values["acc@5"] == 1.0
     markdown = rep.to_markdown()
     assert "69.1" in markdown and "29.96" in markdown  # published side-by-side tables for this split
+
+
+def test_cli_evaluate_random_weights_on_builtin_data(tmp_path, capsys):
+    """``mars-lite evaluate --pretrained none --data mini_sbir`` (one weight-source parser for every command)."""
+    out = tmp_path / "report"
+    status = cli.main(["evaluate", "--model", "tiny", "--pretrained", "none", "--data", "mini_sbir", "--out", str(out),
+                       "--no-cache"])
+    assert status == 0
+    saved = json.loads(next(out.glob("*.json")).read_text())
+    assert saved["model"]["pretrained"] is None and saved["query"]["count"] == 300

@@ -196,7 +196,7 @@ def test_cli_help_and_run(mini_sbir, tmp_path, capsys):
     for option in ("--config", "--data", "--out", "--resume", "--device", "--epochs", "--max-steps", "--split",
                    "--mode", "--batch-size", "--lr", "--backbone-lr", "--seed", "--cache-dir", "--init-checkpoint"):
         assert option in text, option
-    status = main(["train", "--config", "fast", "--data", str(mini_sbir), "--out", str(tmp_path / "cli"),
+    status = main(["train", "--config", "fast", "--data", "mini_sbir", "--out", str(tmp_path / "cli"),
                    "--mode", "frozen", "--epochs", "2", "--cache-dir", str(tmp_path / "cache"), "--quiet"])
     assert status == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
