@@ -5,6 +5,7 @@ Serving the app in a browser is tested in test_browser.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,16 @@ def test_a_saved_index_is_used_and_checked_against_the_model(tmp_path, mini_sbir
     from mars_lite.search.index import ModelMismatchError
     with pytest.raises(ModelMismatchError):
         demo.build_demo_app(demo.DemoConfig(index=str(tmp_path / "ix"), seed=7))
+
+
+def test_query_command_answers_sketch_files_as_json_lines(mini_sbir, tmp_path, capsys):
+    sketches = [sorted((mini_sbir / "sketch" / name).glob("*.png"))[0] for name in ("cat", "fish")]
+    status = main(["query", *map(str, sketches), "--json", "--k", "3", "--model", "tiny", "--pretrained", "none"])
+    assert status == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [line["query"] for line in lines] == [str(s) for s in sketches]
+    for line in lines:
+        assert len(line["results"]) == 3 and set(line["results"][0]) == {"label", "path", "score"}
+        scores = [r["score"] for r in line["results"]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(Path(r["path"]).is_file() for r in line["results"])

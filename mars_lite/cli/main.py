@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mars_lite.cli.train", "train on a split's seen classes (frozen, paper or layernorm backbone mode)"),
     "index": ("mars_lite.cli.index", "build a gallery index (exact + faiss approximate) for sketch queries"),
     "demo": ("mars_lite.cli.demo", "presenter mode: the live sketch query full screen in the browser (Voila)"),
+    "query": ("mars_lite.cli.query", "answer sketch files with photos of the demo's gallery (--json for scripts)"),
     "embed": ("mars_lite.cli.embed", "compute (or reuse) cached image embeddings for a dataset or split"),
     "evaluate": ("mars_lite.cli.evaluate", "ZS-SBIR metrics of a model/checkpoint on a split, as JSON + Markdown"),
 }

@@ -29,13 +29,19 @@ def trainable_state(model: MarsModel, backbone: str) -> dict[str, torch.Tensor]:
 
     Args:
         backbone: ``none`` (frozen CLIP: only M and the classifier), ``layernorm`` (plus CLIP's
-            LayerNorm parameters) or ``full`` (every parameter).
+            LayerNorm parameters) or ``full`` (every parameter; for a stand-in with shipped weights,
+            the part it declares trainable).
     """
     if backbone not in BACKBONE_SAVES:
         raise ValueError(f"backbone must be one of {BACKBONE_SAVES}, got {backbone!r}")
     state = model.state_dict()
     keep = set(k for k in state if k.startswith(MARS_PREFIXES))
-    if backbone == "full":
+    declared = getattr(model.clip, "trainable_backbone_parameters", None)
+    if backbone == "full" and declared is not None and model.pretrained is not None:
+        # a stand-in trains (so stores) only the part it declares; the rest comes from its shipped weights
+        names = {id(p): n for n, p in model.clip.named_parameters()}
+        keep |= {f"clip.{names[id(p)]}" for p in declared("paper")}
+    elif backbone == "full":
         keep = set(state)
     elif backbone == "layernorm":
         for name, module in model.clip.named_modules():

@@ -27,19 +27,22 @@ from .weights import resolve_weights
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+STANDIN_TAG = "shipped"  # what ``model.pretrained`` says for a stand-in with its shipped weights
 
 
 @dataclass
 class ModelConfig:
     """Architecture of a MARS model.
 
-    Exactly one of ``open_clip_name`` (an open_clip built-in architecture) and ``clip`` (the keyword
-    arguments of ``open_clip.CLIP``: embed_dim, vision_cfg, text_cfg, quick_gelu) is set.
+    Exactly one of ``open_clip_name`` (an open_clip built-in architecture), ``clip`` (the keyword
+    arguments of ``open_clip.CLIP``: embed_dim, vision_cfg, text_cfg, quick_gelu) and ``standin``
+    (the name of a stand-in shipped with its weights, see ``standin.py``) is set.
     """
 
     name: str
     open_clip_name: str | None = None
     clip: dict | None = None
+    standin: str | None = None
     default_pretrained: str | None = None
     image_mean: list[float] = field(default_factory=lambda: list(OPENAI_MEAN))
     image_std: list[float] = field(default_factory=lambda: list(OPENAI_STD))
@@ -47,8 +50,8 @@ class ModelConfig:
     logit_scale: float = LOGIT_SCALE
 
     def validate(self) -> None:
-        if (self.open_clip_name is None) == (self.clip is None):
-            raise ValueError("set exactly one of 'open_clip_name' and 'clip'")
+        if sum(x is not None for x in (self.open_clip_name, self.clip, self.standin)) != 1:
+            raise ValueError("set exactly one of 'open_clip_name', 'clip' and 'standin'")
         if self.num_modalities != NUM_MODALITIES:
             raise ValueError(f"'num_modalities' must be {NUM_MODALITIES} (photo, sketch, two caption kinds)")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
@@ -191,6 +194,10 @@ def _open(item) -> Image.Image:
 
 def _build_clip(config: ModelConfig, pretrained: str | None) -> tuple[nn.Module, Any]:
     """open_clip model and its tokenizer; ``pretrained`` is already resolved (tag or file)."""
+    if config.standin is not None:
+        from .standin import build_standin  # the shipped weights unless a file is given
+        clip, tokenizer, _ = build_standin(pretrained)
+        return clip, tokenizer
     if config.open_clip_name is not None:
         clip = open_clip.create_model(config.open_clip_name, pretrained=pretrained, weights_only=True)
         tokenizer = open_clip.get_tokenizer(config.open_clip_name)
@@ -224,7 +231,12 @@ def create_model(name: str | Path | dict | ModelConfig, pretrained: str | None =
         ``(model, preprocess)``; ``model.preprocess`` is the same transform.
     """
     config = get_model_config(name)
-    source = resolve_weights(config.open_clip_name, pretrained)
+    if config.standin is not None:
+        # pretrained by construction: None, "default" or the tag name mean the shipped weights
+        pretrained = None if pretrained in (None, "default", STANDIN_TAG) else pretrained
+        source = None if pretrained is None else resolve_weights(None, pretrained)
+    else:
+        source = resolve_weights(config.open_clip_name, pretrained)
     # open_clip logs a warning through the root logger on every random init, which is the intent
     # here; a filter drops just those records while building, leaving the user's logging as it is.
     quiet = _OpenClipWarnings()
@@ -234,7 +246,8 @@ def create_model(name: str | Path | dict | ModelConfig, pretrained: str | None =
     finally:
         logging.getLogger().removeFilter(quiet)
     preprocess = build_preprocess(config, clip)
-    model = MarsModel(config, clip, tokenizer, preprocess, pretrained=None if pretrained is None else str(pretrained))
+    label = STANDIN_TAG if config.standin is not None and pretrained is None else pretrained
+    model = MarsModel(config, clip, tokenizer, preprocess, pretrained=None if label is None else str(label))
     model = model.to(torch.device(device) if device is not None else torch.device("cpu"))
     model.eval()
     return model, preprocess

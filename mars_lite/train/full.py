@@ -57,7 +57,10 @@ def configure_trainable(model, mode: str) -> list[nn.Parameter]:
     """
     for p in model.parameters():
         p.requires_grad_(False)
-    if mode == "paper":
+    declared = getattr(model.clip, "trainable_backbone_parameters", None)
+    if declared is not None and mode in ("paper", "layernorm"):
+        backbone = declared(mode)  # a stand-in says which part of its towers trains
+    elif mode == "paper":
         backbone = [p for name, p in model.clip.named_parameters() if name != "logit_scale"]
     elif mode == "layernorm":
         backbone = [p for module in model.clip.modules() if isinstance(module, _NORM_TYPES)

@@ -86,6 +86,24 @@ def gallery_sources(model, config: DemoConfig) -> dict:
     return sources
 
 
+def demo_model(config: DemoConfig):
+    """``(model, info)`` of the demo: ``config``'s model, weights and checkpoint (see ``open_model``)."""
+    from ..method.loading import open_model
+
+    return open_model(config.model, pretrained=config.pretrained, checkpoint=config.checkpoint, seed=config.seed)
+
+
+def demo_searcher(config: DemoConfig | None = None):
+    """The demo's model and galleries with no widget around them: ``(SketchSearcher, model info)``,
+    for scripts (``mars-lite query``) and the app alike."""
+    from ..search.live import SketchSearcher, default_autocast
+
+    config = config or DemoConfig.from_env()
+    model, info = demo_model(config)
+    searcher = SketchSearcher(model, gallery_sources(model, config), k=config.k, autocast=default_autocast(model))
+    return searcher, info
+
+
 def build_demo_app(config: DemoConfig | None = None, warm: bool = True):
     """The live sketch app for ``config`` (default: ``DemoConfig.from_env()``).
 
@@ -93,12 +111,11 @@ def build_demo_app(config: DemoConfig | None = None, warm: bool = True):
     larger than ``tiny`` encode under bfloat16 autocast on CPUs that support it natively
     (``benchmarks/query_latency.py``: ~1.7x faster for ViT-B-32, same top-10 almost always).
     """
-    from ..method.loading import open_model
     from ..search.live import default_autocast
     from .sketchpad import live_sketch_app
 
     config = config or DemoConfig.from_env()
-    model, _ = open_model(config.model, pretrained=config.pretrained, checkpoint=config.checkpoint, seed=config.seed)
+    model, _ = demo_model(config)
     sources = gallery_sources(model, config)
     app = live_sketch_app(model, sources, k=config.k, cache_dir=config.cache_dir,
                           autocast=default_autocast(model))
