@@ -3,7 +3,9 @@
 1. Stroke end -> top-10: for each of 200 queries, the strokes of a real mini_sbir sketch (recovered
    with ``strokes.trace_strokes`` beforehand, as the pad would hold them) go through
    ``SketchSearcher.query_strokes``: rasterise, preprocess + encode, retrieval kind, exact search.
-   Models: ``tiny`` and ``ViT-B-32`` (random weights: latency does not depend on them). Galleries of
+   Models: ``tiny``, ``mobilenet-minilm`` (the offline stand-in, shipped weights; its plain key is
+   also reported as ``standin_100k_p95_ms``) and ``ViT-B-32`` (random weights: latency does not
+   depend on them). Galleries of
    10,000 and 100,000 photos with random embeddings (exact search does not care what they are).
    ViT-B-32 is timed again with bfloat16 autocast when the CPU has native bf16 (then the top-10
    overlap with the float32 query is reported too). Keys carry the precision (``_fp32``/``_bf16``);
@@ -199,7 +201,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and faiss (default 2)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--models", nargs="+", default=["tiny", "ViT-B-32"])
+    parser.add_argument("--models", nargs="+", default=["tiny", "mobilenet-minilm", "ViT-B-32"])
     parser.add_argument("--faiss-n", type=int, default=1_000_000)
     parser.add_argument("--nlist", type=int, default=1024)
     parser.add_argument("--nprobes", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128])
@@ -228,6 +230,9 @@ def main() -> None:
             figures.update(stroke_to_top10(model_name, args.sizes, queries, args.threads, args.seed, torch.bfloat16))
         for model_name in args.models:
             figures.update(default_precision_keys(figures, model_name, args.sizes, args.seed))
+    for size in args.sizes:  # the stand-in under the name the fast mode knows it by
+        if f"mobilenet_minilm_{size // 1000}k_p95_ms" in figures:
+            figures[f"standin_{size // 1000}k_p95_ms"] = figures[f"mobilenet_minilm_{size // 1000}k_p95_ms"]
     figures.update(faiss_benchmarks(args.faiss_n, 512, args.nlist, args.nprobes, args.queries, args.seed,
                                     gaussian=not args.no_gaussian))
     figures["load_average_at_end"] = round(os.getloadavg()[0], 2)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mars_lite.ui import demo
 from mars_lite.cli import main
@@ -42,16 +43,27 @@ def test_cli_refuses_missing_checkpoint_and_index(tmp_path, capsys):
     assert "not a gallery index" in capsys.readouterr().err
 
 
-def test_default_demo_app_answers_a_sketch_offline(tmp_path, mini_sbir):
+def test_default_demo_answers_the_drawing(tmp_path, mini_sbir):
+    """The default demo (stand-in + MARS checkpoint of mini_sbir's seen classes) says what it is, and
+    different drawings bring back different photos; drawings of seen classes find their class."""
     config = demo.DemoConfig(cache_dir=str(tmp_path / "cache"))
     app = demo.build_demo_app(config)
     try:
+        assert "mobilenet-minilm" in app.about.value and "trained on the seen classes" in app.about.value
         assert app.searcher.gallery_names == ["mini_sbir"]
         assert app.searcher.is_built("mini_sbir")  # warmed up: the first stroke does not wait for embedding
         assert len(app.searcher.gallery("mini_sbir")) == 660
         app.pad.load_image(sorted((mini_sbir / "sketch" / "pizza").glob("*.png"))[0])
         result = app.wait(60)
         assert result is not None and len(result.indices) == 10 and result.gallery == "mini_sbir"
+        tops, hits = set(), []
+        for name in ("camel", "cat", "dog", "elephant", "fish", "lion"):       # the seen classes
+            for path in sorted((mini_sbir / "sketch" / name).glob("*.png"))[:3]:
+                answer = app.searcher.query_image(Image.open(path), kind=app.panel.kind.value)
+                tops.add(tuple(answer.indices))
+                hits.append(sum(label == name for label in answer.labels) / len(answer.labels))
+        assert len(tops) == 18, "every drawing brings back its own photos"
+        assert sum(hits) / len(hits) >= 0.5, hits
     finally:
         app.close()
 
@@ -59,7 +71,8 @@ def test_default_demo_app_answers_a_sketch_offline(tmp_path, mini_sbir):
 def test_a_saved_index_is_used_and_checked_against_the_model(tmp_path, mini_sbir):
     assert main(["index", "build", "--data", str(mini_sbir), "--split", "mini_sbir", "--out", str(tmp_path / "ix"),
                  "--cache", str(tmp_path / "cache"), "--approximate", "none"]) == 0
-    app = demo.build_demo_app(demo.DemoConfig(index=str(tmp_path / "ix"), cache_dir=str(tmp_path / "cache")))
+    app = demo.build_demo_app(demo.DemoConfig(model="tiny", checkpoint="none", index=str(tmp_path / "ix"),
+                                              cache_dir=str(tmp_path / "cache")))
     try:
         name = app.searcher.gallery_names[0]
         assert name == "index: ix" and len(app.searcher.gallery(name)) == 300
@@ -67,7 +80,7 @@ def test_a_saved_index_is_used_and_checked_against_the_model(tmp_path, mini_sbir
         app.close()
     from mars_lite.search.index import ModelMismatchError
     with pytest.raises(ModelMismatchError):
-        demo.build_demo_app(demo.DemoConfig(index=str(tmp_path / "ix"), seed=7))
+        demo.build_demo_app(demo.DemoConfig(model="tiny", checkpoint="none", index=str(tmp_path / "ix"), seed=7))
 
 
 def test_query_command_answers_sketch_files_as_json_lines(mini_sbir, tmp_path, capsys):

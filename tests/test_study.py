@@ -11,15 +11,22 @@ from mars_lite import open_model, study
 
 
 @pytest.fixture()
-def fast_setup(monkeypatch, tmp_path, data_root):
+def real_fast_setup(monkeypatch, tmp_path, data_root):
     monkeypatch.setenv("MARS_LITE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MARS_LITE_FAST", "1")
     return study.load_study_setup(seed=3)
 
 
-def test_fast_setup_sizes_and_folders(fast_setup, tmp_path, mini_sbir):
-    s = fast_setup
-    assert (s.mode, s.model_name, s.pretrained, s.device, s.seed) == ("fast", "tiny", None, "cpu", 3)
+@pytest.fixture()
+def fast_setup(real_fast_setup):
+    """Fast mode with the random tiny model in place of the stand-in: the helpers' logic, in seconds."""
+    return dataclasses.replace(real_fast_setup, model_name="tiny", train={**real_fast_setup.train, "config": "tiny"})
+
+
+def test_fast_setup_sizes_and_folders(real_fast_setup, tmp_path, mini_sbir):
+    s = real_fast_setup
+    assert (s.mode, s.model_name, s.pretrained, s.device, s.seed) == ("fast", "mobilenet-minilm", None, "cpu", 3)
+    assert "stand-in" in s.banner() and "shipped weights" in s.banner()
     assert s.data == mini_sbir and s.split.name == "mini_sbir"
     assert s.artifacts == tmp_path / "home" / "study" / "fast" and s.artifacts.is_dir()
     assert s.checkpoint_path.parent.parent == s.artifacts
@@ -138,7 +145,7 @@ def test_curve_helpers():
 
 
 def test_ensure_checkpoint_trains_once_and_backbone_export(fast_setup, tmp_path):
-    small = dataclasses.replace(fast_setup, train={"config": "fast", "overrides": {"epochs": 1, "max_steps": 2},
+    small = dataclasses.replace(fast_setup, train={"config": "tiny", "overrides": {"epochs": 1, "max_steps": 2},
                                                   "ablation_epochs": 1})
     path = study.ensure_checkpoint(small)
     assert path.is_file() and path.parent == small.train_dir

@@ -41,7 +41,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def paper_run(mini_sbir, tmp_path_factory):
     """The fast config: tiny model from scratch, paper mode, 12 epochs on mini_sbir's seen classes."""
-    return train("fast", mini_sbir, tmp_path_factory.mktemp("paper"), verbose=False)
+    return train("tiny", mini_sbir, tmp_path_factory.mktemp("paper"), verbose=False)
 
 
 def test_fast_paper_run_learns(paper_run, mini_sbir):
@@ -77,7 +77,7 @@ def test_frozen_mode_moves_converted_sketches_towards_photos(paper_run, mini_sbi
     """Frozen mode on top of the paper-mode model (a backbone that aligns images with captions, as
     CLIP does; a random one has no such structure for M to learn): the centroid gap between
     converted sketches and photos must end smaller than between the original embeddings."""
-    result = train("fast", mini_sbir, tmp_path / "frozen", mode="frozen", init_checkpoint=str(paper_run.last_checkpoint),
+    result = train("tiny", mini_sbir, tmp_path / "frozen", mode="frozen", init_checkpoint=str(paper_run.last_checkpoint),
                    epochs=50, batch_size=32, lr=0.02, cache_dir=str(tmp_path / "cache"), verbose=False)
     assert result.embeddings_from_cache is False
     model, meta = load_checkpoint(result.last_checkpoint)
@@ -102,26 +102,26 @@ def test_frozen_cache_is_reused_and_invalidated(mini_sbir, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(mini_sbir, data)
     options = dict(mode="frozen", epochs=1, cache_dir=str(tmp_path / "cache"), verbose=False)
-    first = train("fast", data, tmp_path / "a", **options)
-    second = train("fast", data, tmp_path / "b", **options)
+    first = train("tiny", data, tmp_path / "a", **options)
+    second = train("tiny", data, tmp_path / "b", **options)
     assert (first.embeddings_from_cache, second.embeddings_from_cache) == (False, True)
     assert second.step_losses("total") == first.step_losses("total")
-    other_backbone = train("fast", data, tmp_path / "c", seed=1, **options)   # different random weights
+    other_backbone = train("tiny", data, tmp_path / "c", seed=1, **options)   # different random weights
     assert other_backbone.embeddings_from_cache is False
     seen_photo = sorted((data / "photo" / "cat").iterdir())[0]
     os.utime(seen_photo, ns=(seen_photo.stat().st_atime_ns, seen_photo.stat().st_mtime_ns + 10**9))
-    touched = train("fast", data, tmp_path / "d", **options)                  # a file changed on disk
+    touched = train("tiny", data, tmp_path / "d", **options)                  # a file changed on disk
     assert touched.embeddings_from_cache is False
 
 
 @pytest.mark.parametrize("mode", ["frozen", "paper"])
 def test_resume_after_a_stop_matches_an_uninterrupted_run(mode, mini_sbir, tmp_path):
     options = dict(SMALL, mode=mode, cache_dir=str(tmp_path / "cache"), verbose=False)
-    whole = train("fast", mini_sbir, tmp_path / "whole", **options)
+    whole = train("tiny", mini_sbir, tmp_path / "whole", **options)
     per_epoch = whole.global_step // whole.config.epochs
-    stopped = train("fast", mini_sbir, tmp_path / "cut", max_steps=per_epoch + per_epoch // 2, **options)
+    stopped = train("tiny", mini_sbir, tmp_path / "cut", max_steps=per_epoch + per_epoch // 2, **options)
     assert stopped.stopped_early and stopped.epochs_completed == 1           # killed inside epoch 2
-    resumed = train("fast", mini_sbir, tmp_path / "cut", resume=True, **options)
+    resumed = train("tiny", mini_sbir, tmp_path / "cut", resume=True, **options)
     assert not resumed.stopped_early and resumed.global_step == whole.global_step
     for term in ("total", "clip", "semantic", "discriminator", "reconstruction"):
         assert resumed.step_losses(term) == pytest.approx(whole.step_losses(term), abs=1e-6), term
@@ -156,7 +156,7 @@ def test_two_gloo_processes_match_one_process(mini_sbir, tmp_path):
 
 
 def _fast_dict() -> dict:
-    return asdict(load_train_config("fast"))
+    return asdict(load_train_config("tiny"))
 
 
 def test_bad_inputs_are_clear_errors(mini_sbir, paper_run, tmp_path):
@@ -165,7 +165,7 @@ def test_bad_inputs_are_clear_errors(mini_sbir, paper_run, tmp_path):
                        ({"amp": "fp8"}, "amp"), ({"warmup_fraction": 1.0}, "warmup_fraction"),
                        ({"lr": 0.0}, "lr"), ({"no_such_field": 1}, "no_such_field")]:
         with pytest.raises(ConfigError, match=field):
-            load_train_config("fast", **bad)
+            load_train_config("tiny", **bad)
     with pytest.raises(ConfigError, match="unknown training config"):
         load_train_config("no-such-config")
     empty = tmp_path / "empty"
@@ -173,21 +173,21 @@ def test_bad_inputs_are_clear_errors(mini_sbir, paper_run, tmp_path):
     (empty / "photo").mkdir()
     (empty / "split_zs.json").write_text(json.dumps({"seen": [], "unseen": []}))
     with pytest.raises(TrainingDataError):
-        train("fast", empty, tmp_path / "out", verbose=False)
+        train("tiny", empty, tmp_path / "out", verbose=False)
     with pytest.raises(ValueError, match="batch_size"):
-        train("fast", mini_sbir, tmp_path / "big", batch_size=4096, mode="frozen", cache_dir=str(tmp_path / "c"),
+        train("tiny", mini_sbir, tmp_path / "big", batch_size=4096, mode="frozen", cache_dir=str(tmp_path / "c"),
               verbose=False)
     with pytest.raises(FileNotFoundError, match="resume"):
-        train("fast", mini_sbir, tmp_path / "never", resume=True, verbose=False)
+        train("tiny", mini_sbir, tmp_path / "never", resume=True, verbose=False)
     options = dict(SMALL, mode="frozen", cache_dir=str(tmp_path / "c"), verbose=False)
-    train("fast", mini_sbir, tmp_path / "stop", max_steps=2, **options)
+    train("tiny", mini_sbir, tmp_path / "stop", max_steps=2, **options)
     with pytest.raises(ConfigError, match="lr"):
-        train("fast", mini_sbir, tmp_path / "stop", resume=True, lr=0.1, **options)
+        train("tiny", mini_sbir, tmp_path / "stop", resume=True, lr=0.1, **options)
     split = resolve_split(mini_sbir)
     swapped = tmp_path / "swapped.json"     # the paper run's training classes are unseen here
     swapped.write_text(json.dumps({"seen": list(split.unseen), "unseen": list(split.seen)}))
     with pytest.raises(UnseenClassError):
-        train("fast", mini_sbir, tmp_path / "leak", split=str(swapped), init_checkpoint=str(paper_run.last_checkpoint),
+        train("tiny", mini_sbir, tmp_path / "leak", split=str(swapped), init_checkpoint=str(paper_run.last_checkpoint),
               **options)
 
 

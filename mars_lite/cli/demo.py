@@ -11,16 +11,18 @@ import sys
 from pathlib import Path
 
 from .. import settings
-from ..ui.demo import ENV_PREFIX, DemoConfig, voila_command
+from ..ui.demo import DEFAULT_CHECKPOINT, DEFAULT_MODEL, ENV_PREFIX, NO_CHECKPOINT, DemoConfig, voila_command
 from .options import add_data_argument
 
 
 def configure_cli(parser: argparse.ArgumentParser) -> None:
     """Options of ``mars-lite demo``."""
-    parser.add_argument("--model", default="tiny", help="model config (default: %(default)s, offline)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model config (default: %(default)s, offline)")
     parser.add_argument("--pretrained", default="default",
                         help="backbone weights: open_clip tag, local file, 'none' or 'default' (the config's)")
-    parser.add_argument("--checkpoint", type=Path, help="a mars_lite checkpoint to query with")
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help="a mars_lite checkpoint to query with; 'default' (the stand-in trained on mini_sbir's "
+                             "seen classes, trained on first use) or 'none' (untrained modality vectors)")
     parser.add_argument("--seed", type=int, default=0, help="seed of random-init parameters")
     add_data_argument(parser, default="mini_sbir", flag="--gallery")
     parser.add_argument("--benchmark", choices=("sketchy", "tuberlin", "quickdraw"),
@@ -34,11 +36,13 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = DemoConfig(model=args.model, pretrained=args.pretrained,
-                        checkpoint=str(args.checkpoint) if args.checkpoint else None, seed=args.seed,
+    checkpoint = args.checkpoint
+    if checkpoint not in (DEFAULT_CHECKPOINT, NO_CHECKPOINT):
+        checkpoint = str(Path(checkpoint).expanduser().resolve())  # the Voila kernel runs elsewhere
+    config = DemoConfig(model=args.model, pretrained=args.pretrained, checkpoint=checkpoint, seed=args.seed,
                         gallery=args.gallery, benchmark=args.benchmark, split=args.split,
                         index=str(args.index) if args.index else None, k=args.k)
-    if config.checkpoint and not Path(config.checkpoint).is_file():
+    if config.checkpoint not in (DEFAULT_CHECKPOINT, NO_CHECKPOINT) and not Path(config.checkpoint).is_file():
         print(f"mars-lite demo: checkpoint {config.checkpoint} not found", file=sys.stderr)
         return 2
     if config.index and not (Path(config.index) / "index.json").is_file():

@@ -21,18 +21,19 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sketches", nargs="+", metavar="SKETCH", help="sketch image files")
     parser.add_argument("--k", type=int, default=10, help="results per sketch (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="one JSON line per sketch")
-    parser.add_argument("--kind", choices=RETRIEVAL_KINDS, default="converted",
+    parser.add_argument("--kind", choices=RETRIEVAL_KINDS, default=defaults.kind,
                         help="query embedding (default: %(default)s)")
     parser.add_argument("--model", default=defaults.model, help="model config (default: the demo's, %(default)s)")
     parser.add_argument("--pretrained", default=defaults.pretrained, help="backbone weights (default: the config's)")
-    parser.add_argument("--checkpoint", help="a mars_lite checkpoint (default: the demo's)")
+    parser.add_argument("--checkpoint", default=defaults.checkpoint,
+                        help="a mars_lite checkpoint; 'default' (the demo's) or 'none' (default: %(default)s)")
     add_data_argument(parser, default="mini_sbir", flag="--gallery")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     config = DemoConfig(model=args.model, pretrained=args.pretrained, gallery=args.gallery, k=args.k,
-                        checkpoint=args.checkpoint or DemoConfig().checkpoint)
+                        checkpoint=args.checkpoint)
     images = [(path, load_image(path)) for path in args.sketches]  # every file is checked before the model loads
     searcher, info = demo_searcher(config)
     if not args.json:

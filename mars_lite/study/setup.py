@@ -5,7 +5,7 @@
 ==================  ===========================  ==========================================
                     fast mode (CPU, CI)          full mode (GPU if available)
 ==================  ===========================  ==========================================
-model               ``tiny``, random init        ``ViT-B-32``, OpenAI weights
+model               ``mobilenet-minilm`` stand-in ``ViT-B-32``, OpenAI weights
 data                ``mini_sbir`` (data root)    a benchmark split (default Sketchy split 2)
 images per class    all (60)                     capped for gap measures and pictures
 training            the shipped ``fast`` config  a short run of the ``paper`` config
@@ -33,7 +33,7 @@ from ..data.splits import MINI_SBIR, Split, SplitParts, load_split
 from ..settings import seed_everything  # noqa: F401  (re-exported through mars_lite.study)
 
 FULL_MODEL, FULL_PRETRAINED = "ViT-B-32", "openai"
-FAST_MODEL = "tiny"
+FAST_MODEL = "mobilenet-minilm"  # the offline stand-in, pretrained by construction (method/standin.py)
 DEFAULT_FULL_SPLIT = "sketchy_split2"
 # Where `mars-lite data download NAME` puts each benchmark under the data root (registry.py).
 BENCHMARK_FOLDERS = {"sketchy": "sake", "tuberlin": "sake", "quickdraw": "quickdraw_extended"}
@@ -46,7 +46,8 @@ class StudySetup:
     Attributes:
         mode: ``"fast"`` or ``"full"``.
         seed: the notebook's seed (same in both modes).
-        model_name, pretrained: backbone config and weights (``tiny``/None or ``ViT-B-32``/openai).
+        model_name, pretrained: backbone config and weights (``mobilenet-minilm`` with its shipped
+            weights, or ``ViT-B-32``/openai).
         data: dataset folder (``mini_sbir``) or benchmark root.
         split: the zero-shot split (seen/unseen classes, validation rule).
         device: torch device string.
@@ -94,14 +95,16 @@ class StudySetup:
 
     def banner(self) -> str:
         """One Markdown paragraph that says which mode is active and what it means."""
-        weights = self.pretrained or "random init"
+        weights = self.pretrained or ("shipped weights" if self.fast else "random init")
         head = (f"**Mode: {self.mode}** — model `{self.model_name}` ({weights}) on `{self.split.name}` "
                 f"({len(self.split.seen)} seen / {len(self.split.unseen)} unseen classes), device `{self.device}`, "
                 f"seed {self.seed}.")
         if self.fast:
-            head += (" Fast mode: the tiny backbone has random weights (no pretrained tiny CLIP exists offline), "
-                     "so its numbers are near chance before training and are **not comparable** with published "
-                     "results. Unset `MARS_LITE_FAST` for the real study.")
+            head += (" Fast mode: no CLIP weights can be had offline, so the backbone is the kit's stand-in: "
+                     "ImageNet MobileNet v1 and the all-MiniLM-L6-v2 sentence encoder, aligned by the kit on "
+                     "Tiny-ImageNet photos and TU-Berlin / Quick, Draw! sketches of classes that are not mini_sbir's "
+                     "unseen ones (see `mars_lite/method/pretrained/README.md`). Its numbers are real but far below "
+                     "CLIP's and **not comparable** with published results. Unset `MARS_LITE_FAST` for the real study.")
         return head
 
 
@@ -145,7 +148,7 @@ def _artifacts(mode: str) -> Path:
 
 
 def fast_train_sizes() -> dict:
-    """Training of fast mode: the shipped ``fast`` config (tiny model from scratch on CPU)."""
+    """Training of fast mode: the shipped ``fast`` config (the stand-in, paper mode, on CPU)."""
     return {"config": "fast", "overrides": {}, "ablation_epochs": 30}
 
 

@@ -143,18 +143,15 @@ def ends_lower(values: Sequence[float], fraction: float = 0.2) -> bool:
 def notebook_config(setup: StudySetup, checkpoint: str | os.PathLike | None = None):
     """The ``DemoConfig`` (``mars_lite.ui.demo``) of notebook 06 for a study setup.
 
-    Fast mode: the seeded random-init tiny model and every mini_sbir photo (no checkpoint needed:
-    the widget is what is shown, not accuracy). Full mode: ``checkpoint``, else notebook 03's
-    (recreated by training when missing), and the unseen-class photos of the setup's benchmark split.
+    The query model is ``checkpoint``, else notebook 03's (recreated by training when missing).
+    Fast mode searches every mini_sbir photo, seen and unseen classes alike; full mode the
+    unseen-class photos of the setup's benchmark split.
     """
     from ..ui.demo import DemoConfig
 
-    cache = str(setup.cache_dir)
+    checkpoint = str(checkpoint if checkpoint is not None else ensure_checkpoint(setup))
+    common = dict(model=setup.model_name, pretrained=setup.pretrained, checkpoint=checkpoint, seed=setup.seed,
+                  cache_dir=str(setup.cache_dir))
     if setup.fast:
-        return DemoConfig(model=setup.model_name, pretrained=setup.pretrained, seed=setup.seed,
-                          checkpoint=str(checkpoint) if checkpoint else None, cache_dir=cache)
-    if checkpoint is None:
-        checkpoint = ensure_checkpoint(setup)
-    return DemoConfig(model=setup.model_name, pretrained=setup.pretrained, checkpoint=str(checkpoint),
-                      seed=setup.seed, gallery=str(setup.data), benchmark=setup.split.benchmark,
-                      split=setup.split.name, cache_dir=cache)
+        return DemoConfig(**common)
+    return DemoConfig(**common, gallery=str(setup.data), benchmark=setup.split.benchmark, split=setup.split.name)

@@ -30,12 +30,23 @@ class RowImages(Dataset):
     """Preprocessed training images by row: ``dataset[i] -> ((3, H, W) tensor, i)``.
 
     With ``preload=True`` every image is decoded and preprocessed once up front (no augmentation
-    is used, so the tensors never change); useful for small datasets.
+    is used, so the tensors never change); useful for small datasets. ``prefix`` (with preload): a
+    frozen first part of the image tower, ``(B, 3, H, W) -> tensor or tuple of tensors``, run once
+    here so that each step computes only the part that trains; items are then that part's input.
     """
 
-    def __init__(self, items, preprocess, preload: bool = False):
+    def __init__(self, items, preprocess, preload: bool = False, prefix=None, chunk: int = 64):
         self.items, self.preprocess = list(items), preprocess
-        self.cache = torch.stack([self._load(i) for i in range(len(self.items))]) if preload else None
+        self.cache = None
+        if preload:
+            parts = []
+            for start in range(0, len(self.items), chunk):
+                images = torch.stack([self._load(i) for i in range(start, min(start + chunk, len(self.items)))])
+                if prefix is not None:
+                    with torch.no_grad():
+                        images = prefix(images)
+                parts.append(images if isinstance(images, tuple) else (images,))
+            self.cache = tuple(torch.cat(column) for column in zip(*parts))
 
     def _load(self, index: int) -> torch.Tensor:
         return self.preprocess(self.items[index].load())
@@ -44,8 +55,11 @@ class RowImages(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int):
-        image = self.cache[index] if self.cache is not None else self._load(index)
-        return image, index
+        if self.cache is None:
+            return self._load(index), index
+        if len(self.cache) == 1:
+            return self.cache[0][index], index
+        return tuple(column[index] for column in self.cache), index
 
 
 def configure_trainable(model, mode: str) -> list[nn.Parameter]:
@@ -84,18 +98,24 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 class ImageTextStep(nn.Module):
     """forward(images, tokens, caption_rows, modality_ids) -> loss dict of the global batch.
 
-    Args (forward): images (B_local, 3, H, W); tokens (U, L) of the batch's distinct captions;
-    caption_rows (B_local,) index into ``tokens``; modality_ids (B_local, 2).
+    Args (forward): images (B_local, 3, H, W), or the frozen prefix's output when ``from_prefix``;
+    tokens (U, L) of the batch's distinct captions; caption_rows (B_local,) index into ``tokens``;
+    modality_ids (B_local, 2).
     """
 
-    def __init__(self, model, weights: list[float], dist: DistInfo, amp_dtype: torch.dtype | None):
+    def __init__(self, model, weights: list[float], dist: DistInfo, amp_dtype: torch.dtype | None,
+                 from_prefix: bool = False):
         super().__init__()
         self.model, self.weights, self.dist, self.amp_dtype = model, weights, dist, amp_dtype
+        self.from_prefix = from_prefix
 
     def forward(self, images, tokens, caption_rows, modality_ids) -> dict:
         clip = self.model.clip
         with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            image_embeds = clip.encode_image(images, normalize=True)
+            if self.from_prefix:
+                image_embeds = clip.encode_image_from_prefix(images, normalize=True)
+            else:
+                image_embeds = clip.encode_image(images, normalize=True)
             text_embeds = clip.encode_text(tokens, normalize=True)[caption_rows]
         image_embeds = gather_with_grad(image_embeds.float(), self.dist)
         text_embeds = gather_with_grad(text_embeds.float(), self.dist)
@@ -130,7 +150,9 @@ class FullEngine:
         self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
         dtype = autocast_dtype(amp, device)
         self.scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        self.step_module = ImageTextStep(model, weights, dist, dtype)
+        # A backbone whose image tower starts with a frozen part (the stand-in) runs it once, up front.
+        prefix = getattr(model.clip, "frozen_image_prefix", None) if preload else None
+        self.step_module = ImageTextStep(model, weights, dist, dtype, from_prefix=prefix is not None)
         self.module = self.step_module
         if dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -139,7 +161,8 @@ class FullEngine:
         self.tokens = model.tokenize(list(rows.captions))                   # (C, L)
         self.caption_index = rows.caption_index.to(device)
         self.modality_ids = rows.modality_ids.to(device)
-        self.images = RowImages(rows.items, model.preprocess, preload=preload)
+        self.images = RowImages(rows.items, model.preprocess, preload=preload,
+                                prefix=None if prefix is None else lambda x: prefix(x.to(device)))
 
     def batches(self, local_order: torch.Tensor, start: int = 0):
         """This rank's batches of an epoch from step ``start``: ((B, 3, H, W) images, (B,) rows)."""
@@ -161,7 +184,9 @@ class FullEngine:
         """One optimizer step; returns the (6,) detached losses of the global batch (``LOSS_KEYS``)."""
         images, rows = batch
         device = self.model.device
-        images, rows = images.to(device, non_blocking=True), rows.to(device)
+        images = (tuple(x.to(device, non_blocking=True) for x in images) if isinstance(images, (list, tuple))
+                  else images.to(device, non_blocking=True))
+        rows = rows.to(device)
         distinct, caption_rows = torch.unique(self.caption_index[rows], return_inverse=True)
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_scale

@@ -105,17 +105,30 @@ def _frozen_setup(model, rows, val_rows, cfg, dist, device, progress, log):
 
 
 def _full_setup(model, rows, val_rows, cfg, dist, device):
-    """The paper/layernorm engine and a validator that embeds the validation images each time."""
-    from .full import FullEngine
+    """The paper/layernorm engine and a validator that embeds the validation images each time
+    (from the frozen prefix of the image tower when the backbone has one and images are preloaded)."""
+    from ..embed import embed_texts
+    from .full import FullEngine, RowImages
     from .validation import embed_rows, validate, validation_set
     engine = FullEngine(model, rows, cfg.mode, cfg.weights, cfg.lr, cfg.backbone_lr, cfg.weight_decay, cfg.amp,
                         cfg.num_workers, cfg.preload_images, dist)
     if val_rows is None:
         return engine, None
+    prefix = getattr(model.clip, "frozen_image_prefix", None) if cfg.preload_images else None
+    cached = None if prefix is None else RowImages(val_rows.items, model.preprocess, preload=True,
+                                                   prefix=lambda x: prefix(x.to(device))).cache
 
+    @torch.no_grad()
     def validator(m):
-        embedded, captions = embed_rows(m, val_rows, None, cfg.embed_batch_size)
-        vset = validation_set(val_rows, embedded.embeddings.to(device), captions, float(m.logit_scale))
+        if cached is None:
+            embedded, captions = embed_rows(m, val_rows, None, cfg.embed_batch_size)
+            images = embedded.embeddings.to(device)
+        else:
+            step = cfg.embed_batch_size
+            images = torch.cat([m.clip.encode_image_from_prefix(tuple(c[i:i + step] for c in cached), normalize=True)
+                                for i in range(0, len(val_rows), step)])
+            captions = embed_texts(m, list(val_rows.captions)).to(device)
+        vset = validation_set(val_rows, images, captions, float(m.logit_scale))
         return validate(vset, m, cfg.weights, cfg.batch_size, cfg.seed, cfg.retrieval_kind, cfg.metric_convention)
     return engine, validator
 

@@ -2,10 +2,11 @@
 
 Voilà runs the small app notebook shipped in the package (``mars_lite/ui/apps/demo.ipynb``), which
 calls :func:`build_demo_app` on :meth:`DemoConfig.from_env`. The command passes its options to that
-kernel through ``MARS_LITE_DEMO_*`` environment variables (``mars_lite.cli.demo`` parses them). The default works offline: the tiny
-model (random init, seeded) and the real ``mini_sbir`` photos as gallery; ``--model ViT-B-32
---checkpoint ...`` and ``--gallery DIR [--benchmark NAME --split NAME]`` or ``--index DIR`` give the
-real thing.
+kernel through ``MARS_LITE_DEMO_*`` environment variables (``mars_lite.cli.demo`` parses them).
+The default works offline: the ``mobilenet-minilm`` stand-in with a MARS checkpoint trained on
+mini_sbir's seen classes (trained on first use, about a minute, then kept), and every mini_sbir
+photo as the gallery; ``--model ViT-B-32 --checkpoint ...`` and ``--gallery DIR [--benchmark NAME
+--split NAME]`` or ``--index DIR`` give the real thing.
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from pathlib import Path
 from .. import settings
 
 APP_NOTEBOOK = Path(__file__).resolve().parent / "apps" / "demo.ipynb"
+DEFAULT_MODEL = "mobilenet-minilm"
+# checkpoint "default": the stand-in trained with the shipped ``fast`` config on mini_sbir's seen classes
+DEFAULT_CHECKPOINT = "default"
+NO_CHECKPOINT = "none"
 ENV_PREFIX = "MARS_LITE_DEMO_"
 
 
@@ -25,17 +30,21 @@ class DemoConfig:
     """What the demo shows.
 
     Attributes:
-        model, pretrained, checkpoint, seed: the query model (see ``mars_lite.method.loading.open_model``).
+        model, pretrained, checkpoint, seed: the query model (see ``mars_lite.method.loading.open_model``);
+            checkpoint ``"default"`` is :func:`default_checkpoint` for the stand-in (no checkpoint for
+            other models), ``"none"`` the backbone with untrained modality vectors.
         gallery: ``mini_sbir`` or a folder (``<root>/photo/<class>/<file>``, or a benchmark root).
         benchmark, split: read ``gallery`` as this benchmark and keep this split's unseen classes.
         index: a saved gallery index (``mars-lite index build``) used instead of embedding ``gallery``.
         k: results shown.
+        kind: the query embedding the page starts with (``original``: the stand-in's MARS training in
+            fast mode is too short for ``converted`` to beat it, see benchmarks/standin_zero_shot.py).
         cache_dir: embedding cache (default ``<artifacts>/embeddings``).
     """
 
-    model: str = "tiny"
+    model: str = DEFAULT_MODEL
     pretrained: str | None = "default"
-    checkpoint: str | None = None
+    checkpoint: str | None = DEFAULT_CHECKPOINT
     seed: int = 0
     gallery: str = "mini_sbir"
     benchmark: str | None = None
@@ -43,6 +52,7 @@ class DemoConfig:
     index: str | None = None
     k: int = 10
     cache_dir: str | None = None
+    kind: str = "original"
 
     def to_env(self) -> dict[str, str]:
         """``MARS_LITE_DEMO_<FIELD>`` variables for the fields that are set."""
@@ -86,11 +96,46 @@ def gallery_sources(model, config: DemoConfig) -> dict:
     return sources
 
 
+def default_checkpoint(progress: bool = False) -> Path:
+    """The demo's MARS checkpoint: the stand-in trained with the shipped ``fast`` config on
+    mini_sbir's seen classes. Trained on first use (about a minute on two CPU cores) into
+    ``<artifacts>/demo/<key>``, where the key hashes the config and the stand-in's weights, so a
+    change of either trains a new one instead of reusing a stale one."""
+    import hashlib
+
+    from ..method.standin import WEIGHTS
+    from ..train import train
+    from ..train.config import TRAIN_CONFIG_DIR
+
+    digest = hashlib.sha256((TRAIN_CONFIG_DIR / "fast.json").read_bytes() + WEIGHTS.read_bytes()).hexdigest()[:16]
+    out = settings.artifacts_dir() / "demo" / digest
+    best = out / "best.safetensors"
+    if not best.is_file():
+        result = train("fast", "mini_sbir", out, verbose=progress, progress=progress)
+        best = result.best_checkpoint or result.last_checkpoint
+    return best
+
+
 def demo_model(config: DemoConfig):
     """``(model, info)`` of the demo: ``config``'s model, weights and checkpoint (see ``open_model``)."""
     from ..method.loading import open_model
 
-    return open_model(config.model, pretrained=config.pretrained, checkpoint=config.checkpoint, seed=config.seed)
+    checkpoint = config.checkpoint
+    if checkpoint == DEFAULT_CHECKPOINT:
+        checkpoint = default_checkpoint() if config.model == DEFAULT_MODEL else None
+    elif checkpoint in (NO_CHECKPOINT, ""):
+        checkpoint = None
+    return open_model(config.model, pretrained=config.pretrained, checkpoint=checkpoint, seed=config.seed)
+
+
+def describe(info: dict) -> str:
+    """One line for the page: which model, which weights, trained on which classes."""
+    weights = info["pretrained"] or "random weights (seeded)"
+    if info["checkpoint"] is None:
+        return f"Model {info['name']} ({weights}); no MARS checkpoint: the modality vectors are untrained."
+    seen = ", ".join(info["classes_seen"] or []) or "unknown classes"
+    return (f"Model {info['name']} ({weights}) + MARS checkpoint {Path(info['checkpoint']).name}, "
+            f"trained on the seen classes {seen}; every other class is new to it.")
 
 
 def demo_searcher(config: DemoConfig | None = None):
@@ -115,10 +160,10 @@ def build_demo_app(config: DemoConfig | None = None, warm: bool = True):
     from .sketchpad import live_sketch_app
 
     config = config or DemoConfig.from_env()
-    model, _ = demo_model(config)
+    model, info = demo_model(config)
     sources = gallery_sources(model, config)
-    app = live_sketch_app(model, sources, k=config.k, cache_dir=config.cache_dir,
-                          autocast=default_autocast(model))
+    app = live_sketch_app(model, sources, k=config.k, kind=config.kind, cache_dir=config.cache_dir,
+                          autocast=default_autocast(model), about=describe(info))
     if warm:
         app.searcher.gallery(app.searcher.gallery_names[0])
     return app

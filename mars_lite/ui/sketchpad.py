@@ -13,6 +13,8 @@ An empty pad shows a hint instead of querying.
 """
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -201,10 +203,11 @@ class SketchSearchApp:
         pad_size: canvas side in pixels.
         folder_gallery: builds a gallery from a user's folder path (used by the panel's "add
             folder" field); None hides nothing but reports that folders cannot be added.
+        about: one line shown above the pad: which model, with which weights, trained on what.
     """
 
     def __init__(self, searcher: SketchSearcher, kind: str = "converted", pad_size: int = 320,
-                 folder_gallery: Callable[[str], Callable] | None = None):
+                 folder_gallery: Callable[[str], Callable] | None = None, about: str | None = None):
         self.searcher = searcher
         self.pad = SketchPad(pad_size)
         self.panel = ResultsPanel(searcher.k, searcher.gallery_names, kind=kind)
@@ -214,9 +217,10 @@ class SketchSearchApp:
         self.panel.kind.observe(lambda _c: self.request(), names="value")
         self.panel.gallery.observe(lambda _c: self.request(), names="value")
         self.panel.add_folder.on_click(lambda _b: self.add_folder(self.panel.folder.value))
-        self.widget = widgets.HBox([self.pad.widget, self.panel.widget],
-                                   layout=widgets.Layout(align_items="flex-start"))
+        row = widgets.HBox([self.pad.widget, self.panel.widget], layout=widgets.Layout(align_items="flex-start"))
         self.panel.widget.layout.margin = "0 0 0 24px"
+        self.about = widgets.HTML(f"<small>{html.escape(about)}</small>" if about else "")
+        self.widget = widgets.VBox([self.about, row]) if about else row
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -271,7 +275,8 @@ class SketchSearchApp:
 
 
 def live_sketch_app(model, galleries: Mapping[str, object], k: int = 10, kind: str = "converted",
-                    cache_dir: str | Path | None = None, pad_size: int = 320, **searcher_options) -> SketchSearchApp:
+                    cache_dir: str | Path | None = None, pad_size: int = 320, about: str | None = None,
+                    **searcher_options) -> SketchSearchApp:
     """Build the app for ``model`` and named galleries (GalleryIndex or callables building one).
 
     Folders added from the panel are embedded through the embedding cache in ``cache_dir``;
@@ -283,4 +288,4 @@ def live_sketch_app(model, galleries: Mapping[str, object], k: int = 10, kind: s
         return lambda: photo_index_from_items(model, gallery_dataset(folder), cache_dir, meta={"data": folder})
 
     return SketchSearchApp(SketchSearcher(model, galleries, k=k, **searcher_options), kind=kind, pad_size=pad_size,
-                           folder_gallery=folder_gallery)
+                           folder_gallery=folder_gallery, about=about)
