@@ -35,7 +35,7 @@ def describe_study(fast: bool) -> str:
     if fast:
         data = resolve_data(MINI_SBIR)
         where = "built into the package" if data.is_relative_to(settings.BUILTIN_DATA_DIR) else "from MARS_LITE_DATA"
-        return f"model {FAST_MODEL}; data: mini_sbir {where} ({data})"
+        return f"model {FAST_MODEL} (the offline stand-in, shipped weights); data: mini_sbir {where} ({data})"
     root = settings.data_root(required=False)
     return (f"model {FULL_MODEL} ({FULL_PRETRAINED} weights); data: split {DEFAULT_FULL_SPLIT} under "
             f"{root or '<MARS_LITE_DATA is not a folder>'}")
