@@ -62,3 +62,19 @@ def test_paper_mode_trains_the_declared_part_and_checkpoints_keep_only_it(standi
     assert info["pretrained"] == "shipped" and info["classes_seen"] == ["cat"]
     for p in model.parameters():
         p.requires_grad_(False)
+
+
+@pytest.mark.parametrize("mode", ["layernorm", "frozen"])
+def test_every_backbone_mode_trains_on_it(mode, tmp_path):
+    """One short run per mode through ``mars-lite train``'s engine; the checkpoint restores the run's state."""
+    from mars_lite.train import train
+
+    result = train("fast", "mini_sbir", tmp_path / mode, mode=mode, epochs=1, max_steps=2, verbose=False,
+                   cache_dir=str(tmp_path / "cache"))
+    restored, info = load_model(result.last_checkpoint)
+    torch.manual_seed(result.config.seed)          # what training started from: same seed, same draws
+    fresh, _ = create_model("mobilenet-minilm")
+    assert info["extra"]["mode"] == mode and info["classes_seen"] == ["camel", "cat", "dog", "elephant", "fish", "lion"]
+    assert not torch.equal(restored.modality_embeddings.weight, fresh.modality_embeddings.weight)
+    norm = restored.clip.visual.ln.weight
+    assert torch.equal(norm, fresh.clip.visual.ln.weight) == (mode == "frozen")  # layernorm mode moved it
