@@ -34,27 +34,13 @@ def train_study_model(setup: StudySetup, out_dir: str | os.PathLike | None = Non
     return train(cfg, setup.data, out_dir or setup.train_dir, device=setup.device, progress=False, verbose=verbose)
 
 
-def _trained_with(path: Path) -> dict | None:
-    from ..method.checkpoint import read_checkpoint
-
-    try:
-        return read_checkpoint(path)[1].get("extra", {}).get("train_config")
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 def ensure_checkpoint(setup: StudySetup) -> Path:
     """Notebook 03's checkpoint (best, else last), recreated by training when it is missing or was
     trained with another config (e.g. other sizes, or the shipped config changed since)."""
-    import json
-    from dataclasses import asdict
+    from ..train.training import ensure_trained
 
-    wanted = json.loads(json.dumps(asdict(study_train_config(setup))))
-    for path in (setup.checkpoint_path, setup.train_dir / "last.safetensors"):  # best, else last
-        if path.is_file() and _trained_with(path) == wanted:
-            return path
-    result = train_study_model(setup, verbose=False)
-    return result.best_checkpoint or result.last_checkpoint
+    return ensure_trained(study_train_config(setup), setup.data, setup.train_dir, device=setup.device,
+                          progress=False, verbose=False)
 
 
 def loss_terms(result) -> dict[str, list[float]]:

@@ -4,8 +4,8 @@ Backbone modes (``TrainConfig.mode``, see docs/method.md "Training"):
 
 ``frozen``     CLIP fixed; image embeddings computed once and cached on disk (``embed_cache``),
                only M and the classifier train, with the inner-product loss (CPU minutes).
-``paper``      every CLIP parameter trains at ``backbone_lr`` (5e-8 in the paper), M and the
-               classifier at ``lr`` (5e-3).
+``paper``      every CLIP parameter trains at ``backbone_lr`` (5e-8 in the paper; a stand-in
+               backbone trains the part it declares), M and the classifier at ``lr`` (5e-3).
 ``layernorm``  only CLIP's LayerNorm parameters train (at ``backbone_lr``).
 
 AdamW (weight decay 0.1 on every parameter), 5% linear warm-up then a constant rate, mixed
@@ -43,7 +43,7 @@ from .distributed import DistInfo, barrier, init_distributed, process_device, sh
 from .loop import TrainingRun
 from .state import BEST_CHECKPOINT, LAST_CHECKPOINT, load_state
 
-__all__ = ["TrainConfig", "TrainResult", "list_train_configs", "load_train_config", "train",
+__all__ = ["TrainConfig", "TrainResult", "ensure_trained", "list_train_configs", "load_train_config", "train",
            "train_on_embeddings"]
 
 
@@ -214,6 +214,30 @@ def _execute(model, engine, labels, cfg, dist, out_dir, validator, meta, state, 
     return TrainResult(None if out_dir is None else Path(out_dir), cfg, run.history.to_dict(), last, best,
                        run.best_epoch, run.epoch, run.global_step, run.stopped_early, None,
                        time.perf_counter() - started)
+
+
+def _trained_with(path: Path) -> dict | None:
+    """The training config a checkpoint records (None for an unreadable file)."""
+    from ..method.checkpoint import read_checkpoint
+
+    try:
+        return read_checkpoint(path)[1].get("extra", {}).get("train_config")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def ensure_trained(config, data_root=None, out_dir=None, **options) -> Path:
+    """The best (else last) checkpoint in ``out_dir`` when it was trained with exactly ``config``;
+    otherwise train now (``options`` go to :func:`train`) and return the new one. Reusing a run only
+    when its recorded config equals the wanted one keeps a stale checkpoint from standing in."""
+    cfg = load_train_config(config)
+    wanted = json.loads(json.dumps(asdict(cfg)))
+    out_dir = Path(out_dir)
+    for path in (out_dir / BEST_CHECKPOINT, out_dir / LAST_CHECKPOINT):
+        if path.is_file() and _trained_with(path) == wanted:
+            return path
+    result = train(cfg, data_root, out_dir, **options)
+    return result.best_checkpoint or result.last_checkpoint
 
 
 def train_on_embeddings(model, image_embeds: torch.Tensor, caption_embeds: torch.Tensor, caption_index,
