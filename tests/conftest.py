@@ -7,6 +7,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 # The tests read the data built into the package, whatever data folder the developer works with.
 os.environ.pop("MARS_LITE_DATA", None)
+# ... and the backbone the kit chooses by itself (tests that need another one say so).
+for _name in ("MARS_LITE_MODEL", "MARS_LITE_WEIGHTS", "MARS_LITE_DEVICE"):
+    os.environ.pop(_name, None)
 
 from pathlib import Path  # noqa: E402
 
@@ -25,6 +28,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_clip_weights(tmp_path_factory, monkeypatch):
+    """An empty Hugging Face cache: CLIP weights a developer has cached would change the backbone
+    that fast mode and the demo choose (``choose_backbone``); tests see CI's world."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path_factory.getbasetemp() / "empty_hf_cache"))
 
 
 @pytest.fixture(scope="session")

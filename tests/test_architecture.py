@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "mars_lite"
 # Layer of each top-level part; a module may import its own layer or lower ones only.
-LAYERS = {"settings": 0, "files": 0, "config": 0, "data": 1, "method": 2, "losses": 2, "embed": 3,
+LAYERS = {"settings": 0, "files": 0, "config": 0, "errors": 0, "data": 1, "method": 2, "losses": 2, "embed": 3,
           "train": 4, "eval": 4, "metrics": 4, "search": 4, "ui": 5, "study": 5, "cli": 6}
 WIDGETS = ("ipywidgets", "ipycanvas", "IPython", "voila", "plotly")
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import open_clip
+from ..errors import MarsLiteError
 
 HF_HOST = "huggingface.co"
 PROBE_TIMEOUT_S = 3.0
@@ -21,7 +23,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 _HF_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(MarsLiteError, RuntimeError):
     """Pretrained weights are neither cached nor downloadable from here."""
 
 
@@ -68,7 +70,9 @@ def _instructions(arch: str, tag: str, why: str) -> str:
         "(~/.cache/huggingface; copy it to this machine or set HF_HOME to a copy):\n"
         f"    python -c \"import open_clip; open_clip.create_model('{arch}', pretrained='{tag}')\"\n"
         "or pass a local weight file instead of the tag:\n"
-        f"    mars_lite.create_model(..., pretrained='/path/to/open_clip_pytorch_model.bin')"
+        f"    mars_lite.create_model(..., pretrained='/path/to/open_clip_pytorch_model.bin')\n"
+        f"(notebooks and the demo: set {ENV_WEIGHTS}=/path/to/file, or the notebook parameter 'weights'; "
+        "mars-lite lab/demo: --pretrained /path/to/file)"
     )
 
 
@@ -109,3 +113,71 @@ def resolve_weights(arch: str | None, pretrained: str | os.PathLike | None,
     if not host or not host_reachable(host):
         raise WeightsUnavailableError(_instructions(arch, value, f"not cached and {host} is unreachable (no network?)"))
     return value
+
+
+# ------------------------------------------------------------------ which backbone, said aloud
+REAL_MODEL, REAL_WEIGHTS = "ViT-B-32", "openai"  # the paper's backbone (Lyou et al. 2024, Sec. 4.1)
+STANDIN_MODEL = "mobilenet-minilm"  # the kit's offline stand-in (method/standin.py)
+ENV_MODEL, ENV_WEIGHTS = "MARS_LITE_MODEL", "MARS_LITE_WEIGHTS"
+_RANDOM_WORDS = ("none", "random")
+
+
+@dataclass(frozen=True)
+class BackboneChoice:
+    """Which backbone the notebooks, ``mars-lite lab`` and the demo use, and why.
+
+    ``pretrained`` is what ``create_model``/``open_model`` take: an open_clip tag, a local file,
+    ``"default"`` (the stand-in's shipped weights) or ``None`` (random weights, only when asked).
+    """
+
+    model: str
+    pretrained: str | None
+    reason: str
+
+    @property
+    def standin(self) -> bool:
+        return self.model == STANDIN_MODEL
+
+    def line(self) -> str:
+        weights = {None: "random weights", "default": "shipped weights"}.get(self.pretrained, self.pretrained)
+        return f"Backbone: {self.model} ({weights}) -- {self.reason}."
+
+
+def real_weights_cached(model: str = REAL_MODEL, tag: str = REAL_WEIGHTS) -> bool:
+    """Whether open_clip would find ``model``'s ``tag`` weights in the local cache (no network)."""
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    return bool(cfg) and _is_cached(cfg)
+
+
+def choose_backbone(model: str | None = None, weights: str | os.PathLike | None = None,
+                    environ: dict | None = None) -> BackboneChoice:
+    """The backbone to use when the caller has not fixed one.
+
+    Order: explicit ``model``/``weights`` arguments, then ``MARS_LITE_MODEL``/``MARS_LITE_WEIGHTS``,
+    then the paper's ViT-B-32 with OpenAI weights *if they are in the local cache*, else the
+    stand-in. ``weights`` may be a tag, a local weight file, or ``none`` for random weights; a
+    weight file or tag without a model means ViT-B-32. Nothing is downloaded or loaded here.
+    """
+    environ = os.environ if environ is None else environ
+    given = [name for name, value in (("model", model), ("weights", weights)) if value is not None]
+    given += [name for name in (ENV_MODEL, ENV_WEIGHTS) if environ.get(name) and
+              not (name == ENV_MODEL and model) and not (name == ENV_WEIGHTS and weights is not None)]
+    model = model or environ.get(ENV_MODEL) or None
+    weights = os.fspath(weights) if weights is not None else (environ.get(ENV_WEIGHTS) or None)
+    if model is None and weights is None:
+        if real_weights_cached():
+            return BackboneChoice(REAL_MODEL, REAL_WEIGHTS, "the paper's CLIP; its OpenAI weights are in the "
+                                  "local cache")
+        return BackboneChoice(STANDIN_MODEL, "default", "the kit's offline stand-in: no ViT-B-32 OpenAI weights "
+                              f"in the local cache and {ENV_WEIGHTS} unset")
+    model = model or REAL_MODEL
+    source = "as set by " + " and ".join(given)
+    if weights is not None and weights.strip().lower() in _RANDOM_WORDS:
+        return BackboneChoice(model, None, f"random weights {source}")
+    if model == STANDIN_MODEL:
+        return BackboneChoice(model, weights or "default", source)
+    if weights is None and model == REAL_MODEL:
+        weights = REAL_WEIGHTS
+    if weights is None:
+        return BackboneChoice(model, None, f"{source}; no weights given ({ENV_WEIGHTS}), so random weights")
+    return BackboneChoice(model, weights, source)

@@ -5,14 +5,20 @@
 ==================  ===========================  ==========================================
                     fast mode (CPU, CI)          full mode (GPU if available)
 ==================  ===========================  ==========================================
-model               ``mobilenet-minilm`` stand-in ``ViT-B-32``, OpenAI weights
+model               ViT-B-32 if its weights are  ``ViT-B-32``, OpenAI weights
+                    cached, else the stand-in
 data                ``mini_sbir`` (data root)    a benchmark split (default Sketchy split 2)
 images per class    all (60)                     capped for gap measures and pictures
 training            the shipped ``fast`` config  a short run of the ``paper`` config
+                    (``frozen`` for ViT-B-32)
 artifacts           ``<artifacts>/study/fast``   ``<artifacts>/study/full``
 ==================  ===========================  ==========================================
 
-The algorithm, the seed and the cells that run are the same in both modes. Also here: the split
+The backbone is chosen by ``method.weights.choose_backbone`` and said aloud in the banner:
+notebook parameters ``model``/``weights`` (or ``MARS_LITE_MODEL``/``MARS_LITE_WEIGHTS``, or
+``mars-lite lab --model/--pretrained``) fix it; otherwise fast mode takes the paper's ViT-B-32 when
+its OpenAI weights are in the local cache, else the offline stand-in. The algorithm, the seed and
+the cells that run are the same in both modes. Also here: the split
 applied to the images, per-class subsets and the zero-shot leak report.
 """
 from __future__ import annotations
@@ -30,10 +36,12 @@ from .. import settings
 from ..data.locations import resolve_data
 from ..data.sources import open_dataset
 from ..data.splits import MINI_SBIR, Split, SplitParts, load_split
+from ..method.weights import ENV_MODEL, REAL_MODEL, REAL_WEIGHTS, STANDIN_MODEL, BackboneChoice, choose_backbone
 from ..settings import seed_everything  # noqa: F401  (re-exported through mars_lite.study)
 
-FULL_MODEL, FULL_PRETRAINED = "ViT-B-32", "openai"
-FAST_MODEL = "mobilenet-minilm"  # the offline stand-in, pretrained by construction (method/standin.py)
+FULL_MODEL, FULL_PRETRAINED = REAL_MODEL, REAL_WEIGHTS
+FAST_MODEL = STANDIN_MODEL  # the offline stand-in, pretrained by construction (method/standin.py)
+ENV_DEVICE = "MARS_LITE_DEVICE"
 DEFAULT_FULL_SPLIT = "sketchy_split2"
 # Where `mars-lite data download NAME` puts each benchmark under the data root (registry.py).
 BENCHMARK_FOLDERS = {"sketchy": "sake", "tuberlin": "sake", "quickdraw": "quickdraw_extended"}
@@ -55,6 +63,7 @@ class StudySetup:
         per_class: images per class and modality for gap measures (None = all).
         picture_per_class: images per class and modality in grids and UMAP pictures.
         train: keyword sizes handed to the training workflow (steps, batch size ...).
+        backbone: which backbone and why (``choose_backbone``), for the banner.
     """
 
     mode: str
@@ -68,6 +77,7 @@ class StudySetup:
     per_class: int | None
     picture_per_class: int
     train: dict = field(default_factory=dict)
+    backbone: BackboneChoice | None = None
 
     @property
     def fast(self) -> bool:
@@ -95,16 +105,22 @@ class StudySetup:
 
     def banner(self) -> str:
         """One Markdown paragraph that says which mode is active and what it means."""
-        weights = self.pretrained or ("shipped weights" if self.fast else "random init")
+        standin = self.model_name == STANDIN_MODEL
+        weights = self.pretrained or ("shipped weights" if standin else "random weights")
         head = (f"**Mode: {self.mode}** — model `{self.model_name}` ({weights}) on `{self.split.name}` "
                 f"({len(self.split.seen)} seen / {len(self.split.unseen)} unseen classes), device `{self.device}`, "
                 f"seed {self.seed}.")
-        if self.fast:
+        if self.backbone is not None:
+            head += f" {self.backbone.line()}"
+        if standin:
             head += (" Fast mode: no CLIP weights can be had offline, so the backbone is the kit's stand-in: "
                      "ImageNet MobileNet v1 and the all-MiniLM-L6-v2 sentence encoder, aligned by the kit on "
                      "Tiny-ImageNet photos and TU-Berlin / Quick, Draw! sketches of classes that are not mini_sbir's "
                      "unseen ones (see `mars_lite/method/pretrained/README.md`). Its numbers are real but far below "
-                     "CLIP's and **not comparable** with published results. Unset `MARS_LITE_FAST` for the real study.")
+                     "CLIP's and **not comparable** with published results. Put ViT-B-32 weights in the local cache "
+                     "(or set the `weights` parameter / `MARS_LITE_WEIGHTS` to a weight file) for the real backbone.")
+        elif self.pretrained is None:
+            head += " **Random backbone weights**: the numbers below are not the method's."
         return head
 
 
@@ -121,24 +137,43 @@ def _full_data(split: Split, full_data: str | os.PathLike | None) -> Path:
 
 
 def load_study_setup(seed: int = 0, *, full_split: str = DEFAULT_FULL_SPLIT,
-                     full_data: str | os.PathLike | None = None, fast: bool | None = None) -> StudySetup:
+                     full_data: str | os.PathLike | None = None, fast: bool | None = None,
+                     model: str | None = None, weights: str | os.PathLike | None = None,
+                     device: str | None = None, batch_size: int | None = None,
+                     train_mode: str | None = None) -> StudySetup:
     """The study configuration for the current mode (``MARS_LITE_FAST``, or ``fast=`` to force one).
 
     Args:
         seed: seed for every random choice (subsets, initialisation, UMAP).
         full_split: split manifest of full mode (``sketchy_split2``, ``tuberlin_split_b`` ...).
         full_data: benchmark root of full mode (default ``<data root>/<download folder>``).
+        model, weights: the backbone (see ``choose_backbone``; ``weights`` a tag, a local weight
+            file or ``none``); default from ``MARS_LITE_MODEL``/``MARS_LITE_WEIGHTS``, else as above.
+        device: torch device (default ``MARS_LITE_DEVICE``, else CUDA when present in full mode).
+        batch_size, train_mode: override the training config's batch size and backbone mode
+            (``frozen``/``paper``/``layernorm``) of notebook 03's run.
     """
     fast = settings.fast_mode() if fast is None else fast
+    if not fast and model is None and not os.environ.get(ENV_MODEL):
+        model = FULL_MODEL  # full mode is the paper's study: ViT-B-32 unless told otherwise
+    choice = choose_backbone(model, weights)
+    pretrained = None if choice.standin else choice.pretrained
+    overrides = {"batch_size": batch_size} if batch_size else {}
+    if train_mode:
+        overrides["mode"] = train_mode
+    device = device or os.environ.get(ENV_DEVICE) or None
     if fast:
         data = resolve_data(MINI_SBIR)
-        return StudySetup("fast", seed, FAST_MODEL, None, data, load_split(MINI_SBIR, data), "cpu",
-                          _artifacts("fast"), per_class=None, picture_per_class=8,
-                          train=fast_train_sizes())
+        sizes = fast_train_sizes(choice)
+        sizes["overrides"].update(overrides)
+        return StudySetup("fast", seed, choice.model, pretrained, data, load_split(MINI_SBIR, data), device or "cpu",
+                          _artifacts("fast"), per_class=None, picture_per_class=8, train=sizes, backbone=choice)
     split = load_split(full_split)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return StudySetup("full", seed, FULL_MODEL, FULL_PRETRAINED, _full_data(split, full_data), split, device,
-                      _artifacts("full"), per_class=200, picture_per_class=40, train=full_train_sizes())
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    sizes = full_train_sizes()
+    sizes["overrides"].update({"model": choice.model, "pretrained": pretrained, **overrides})
+    return StudySetup("full", seed, choice.model, pretrained, _full_data(split, full_data), split, device,
+                      _artifacts("full"), per_class=200, picture_per_class=40, train=sizes, backbone=choice)
 
 
 def _artifacts(mode: str) -> Path:
@@ -147,9 +182,14 @@ def _artifacts(mode: str) -> Path:
     return path
 
 
-def fast_train_sizes() -> dict:
-    """Training of fast mode: the shipped ``fast`` config (the stand-in, paper mode, on CPU)."""
-    return {"config": "fast", "overrides": {}, "ablation_epochs": 30}
+def fast_train_sizes(backbone: BackboneChoice | None = None) -> dict:
+    """Training of fast mode: the shipped ``fast`` config (the stand-in, paper mode, on CPU); with
+    another backbone (ViT-B-32 found in the cache) the ``frozen`` config, whose embeddings are
+    computed once: training CLIP's towers on two CPU cores would take hours."""
+    if backbone is None or backbone.standin:
+        return {"config": "fast", "overrides": {}, "ablation_epochs": 30}
+    return {"config": "frozen", "overrides": {"model": backbone.model, "pretrained": backbone.pretrained,
+                                              "epochs": 30, "num_workers": 0}, "ablation_epochs": 30}
 
 
 def full_train_sizes() -> dict:

@@ -3,10 +3,12 @@
 Voilà runs the small app notebook shipped in the package (``mars_lite/ui/apps/demo.ipynb``), which
 calls :func:`build_demo_app` on :meth:`DemoConfig.from_env`. The command passes its options to that
 kernel through ``MARS_LITE_DEMO_*`` environment variables (``mars_lite.cli.demo`` parses them).
-The default works offline: the ``mobilenet-minilm`` stand-in with a MARS checkpoint trained on
-mini_sbir's seen classes (trained on first use, about a minute, then kept), and every mini_sbir
-photo as the gallery; ``--model ViT-B-32 --checkpoint ...`` and ``--gallery DIR [--benchmark NAME
---split NAME]`` or ``--index DIR`` give the real thing.
+The default model is ``auto`` (``method.weights.choose_backbone``, said on the page): the paper's
+ViT-B-32 when its OpenAI weights are in the local cache (or ``MARS_LITE_WEIGHTS`` names a weight
+file), else the offline ``mobilenet-minilm`` stand-in; either with a MARS checkpoint trained on
+mini_sbir's seen classes (on first use, about a minute on CPU, then kept), and every mini_sbir
+photo as the gallery. ``--checkpoint ...`` and ``--gallery DIR [--benchmark NAME --split NAME]``
+or ``--index DIR`` give a model and gallery of your own.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from pathlib import Path
 from .. import settings
 
 APP_NOTEBOOK = Path(__file__).resolve().parent / "apps" / "demo.ipynb"
-DEFAULT_MODEL = "mobilenet-minilm"
-# checkpoint "default": the stand-in trained with the shipped ``fast`` config on mini_sbir's seen classes
+DEFAULT_MODEL = "auto"  # choose_backbone: ViT-B-32 when its weights are here, else the stand-in
+# checkpoint "default": the chosen backbone trained by the kit on mini_sbir's seen classes
 DEFAULT_CHECKPOINT = "default"
 NO_CHECKPOINT = "none"
 ENV_PREFIX = "MARS_LITE_DEMO_"
@@ -31,8 +33,9 @@ class DemoConfig:
 
     Attributes:
         model, pretrained, checkpoint, seed: the query model (see ``mars_lite.method.loading.open_model``);
-            checkpoint ``"default"`` is :func:`default_checkpoint` for the stand-in (no checkpoint for
-            other models), ``"none"`` the backbone with untrained modality vectors.
+            model ``"auto"`` and pretrained ``"default"`` let :func:`demo_backbone` choose; checkpoint
+            ``"default"`` is :func:`default_checkpoint` (when the model is the chosen backbone),
+            ``"none"`` the backbone with untrained modality vectors.
         gallery: ``mini_sbir`` or a folder (``<root>/photo/<class>/<file>``, or a benchmark root).
         benchmark, split: read ``gallery`` as this benchmark and keep this split's unseen classes.
         index: a saved gallery index (``mars-lite index build``) used instead of embedding ``gallery``.
@@ -96,41 +99,71 @@ def gallery_sources(model, config: DemoConfig) -> dict:
     return sources
 
 
-def default_checkpoint(progress: bool = False) -> Path:
-    """The demo's MARS checkpoint: the stand-in trained with the shipped ``fast`` config on
-    mini_sbir's seen classes. Trained on first use (about a minute on two CPU cores) into
-    ``<artifacts>/demo/<key>``, where the key hashes the stand-in's weights, and reused while the
-    recorded training config is the shipped one (``ensure_trained``)."""
+def demo_backbone(config: DemoConfig):
+    """The ``BackboneChoice`` of ``config``: ``auto``/``default`` defer to ``choose_backbone``."""
+    from ..method.weights import choose_backbone
+
+    model = None if config.model in (DEFAULT_MODEL, "", None) else config.model
+    weights = None if config.pretrained in ("default", "", None) else config.pretrained
+    return choose_backbone(model, weights)
+
+
+def default_checkpoint(backbone=None, progress: bool = False) -> Path:
+    """The demo's MARS checkpoint for ``backbone`` (default: the stand-in), trained on mini_sbir's
+    seen classes on first use into ``<artifacts>/demo/<key>`` and reused while the recorded training
+    config is the same (``ensure_trained``). The key hashes the backbone's weights, so new weights
+    mean a new checkpoint. The stand-in trains with the shipped ``fast`` config (about a minute on
+    two CPU cores); another backbone with the ``frozen`` config (embeddings computed once)."""
     import hashlib
 
     from ..method.standin import WEIGHTS
     from ..train import ensure_trained
+    from ..train.training import load_train_config
 
-    digest = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:16]
-    return ensure_trained("fast", "mini_sbir", settings.artifacts_dir() / "demo" / digest,
+    if backbone is None or backbone.standin:
+        digest = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:16]
+        config = "fast"
+    else:
+        weights = Path(str(backbone.pretrained)).expanduser()
+        identity = (hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file()
+                    else str(backbone.pretrained))
+        digest = hashlib.sha256(f"{backbone.model}|{identity}".encode()).hexdigest()[:16]
+        config = load_train_config("frozen", model=backbone.model, pretrained=backbone.pretrained,
+                                   split="mini_sbir", epochs=30, num_workers=0)
+    return ensure_trained(config, "mini_sbir", settings.artifacts_dir() / "demo" / digest,
                           verbose=progress, progress=progress)
 
 
 def demo_model(config: DemoConfig):
-    """``(model, info)`` of the demo: ``config``'s model, weights and checkpoint (see ``open_model``)."""
+    """``(model, info)`` of the demo: ``config``'s model, weights and checkpoint (see ``open_model``);
+    ``info["backbone"]`` is the ``BackboneChoice`` line."""
     from ..method.loading import open_model
+    from ..method.weights import REAL_MODEL
 
     checkpoint = config.checkpoint
-    if checkpoint == DEFAULT_CHECKPOINT:
-        checkpoint = default_checkpoint() if config.model == DEFAULT_MODEL else None
-    elif checkpoint in (NO_CHECKPOINT, ""):
-        checkpoint = None
-    return open_model(config.model, pretrained=config.pretrained, checkpoint=checkpoint, seed=config.seed)
+    if checkpoint not in (DEFAULT_CHECKPOINT, NO_CHECKPOINT, "", None):
+        # a checkpoint of the user's own: it records its backbone; pretrained only overrides its weights
+        return open_model(config.model, pretrained=config.pretrained, checkpoint=checkpoint, seed=config.seed)
+    backbone = demo_backbone(config)
+    # the kit trains a default checkpoint for the stand-in and for pretrained ViT-B-32, not for
+    # random weights or other configs (their untrained modality vectors are shown as such)
+    trainable = backbone.standin or (backbone.model == REAL_MODEL and backbone.pretrained is not None)
+    checkpoint = default_checkpoint(backbone) if checkpoint == DEFAULT_CHECKPOINT and trainable else None
+    model, info = open_model(backbone.model, pretrained=backbone.pretrained, checkpoint=checkpoint,
+                             seed=config.seed)
+    info["backbone"] = backbone.line()
+    return model, info
 
 
 def describe(info: dict) -> str:
     """One line for the page: which model, which weights, trained on which classes."""
     weights = info["pretrained"] or "random weights (seeded)"
+    why = f" {info['backbone']}" if info.get("backbone") else ""
     if info["checkpoint"] is None:
-        return f"Model {info['name']} ({weights}); no MARS checkpoint: the modality vectors are untrained."
+        return f"Model {info['name']} ({weights}); no MARS checkpoint: the modality vectors are untrained.{why}"
     seen = ", ".join(info["classes_seen"] or []) or "unknown classes"
     return (f"Model {info['name']} ({weights}) + MARS checkpoint {Path(info['checkpoint']).name}, "
-            f"trained on the seen classes {seen}; every other class is new to it.")
+            f"trained on the seen classes {seen}; every other class is new to it.{why}")
 
 
 def demo_searcher(config: DemoConfig | None = None):
