@@ -1,20 +1,83 @@
 """Writing files so that a crash never leaves half of one (bottom layer: no torch, no model).
 
 Every file the kit writes for later reading — checkpoints, training state, embedding caches,
-indexes, reports, download markers — goes through :func:`atomic_write`.
+indexes, reports, download markers — goes through :func:`atomic_write`: the data goes to a
+temporary sibling ``.<name>.p<pid>.<random>.tmp`` that is renamed over ``<name>`` when complete.
+
+A process killed mid-write leaves its temporary behind. ``clean_stale_tmp`` removes such orphans,
+and ``atomic_write`` runs it for the siblings of the file it writes. It is careful never to take
+a file another writer is still filling: a temporary is removed only when it is older than
+``STALE_TMP_SECONDS`` (by its modification time, which every write refreshes) *and* the process
+named in it is no longer running on this machine (names without a pid, from older versions, go
+by age alone).
 """
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
+
+STALE_TMP_SECONDS = 30 * 60  # a writer silent for half an hour, whose process is gone, is dead
+
+
+def _tmp_pattern(name: str | None) -> re.Pattern:
+    """``.<name>.p<pid>.<random>.tmp`` (``p<pid>.`` absent in names from older versions)."""
+    stem = ".+?" if name is None else re.escape(name)
+    return re.compile(rf"^\.{stem}\.(?:p(?P<pid>\d+)\.)?[^.]+\.tmp$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists (another user's), or we cannot tell: keep the file
+    return True
+
+
+def clean_stale_tmp(folder: str | Path, name: str | None = None, max_age: float | None = None) -> list[Path]:
+    """Remove orphan temporaries of ``atomic_write`` in ``folder`` (of ``name`` only, when given).
+
+    A temporary goes when it is older than ``max_age`` seconds (default ``STALE_TMP_SECONDS``)
+    and the writing process named in it is gone. Returns the removed paths; never raises for
+    a file that vanished or cannot be removed.
+    """
+    max_age = STALE_TMP_SECONDS if max_age is None else max_age
+    pattern = _tmp_pattern(name)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or now - entry.stat().st_mtime < max_age:
+                continue
+            if match["pid"] is not None and _process_alive(int(match["pid"])):
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue  # removed by someone else meanwhile, or not ours to remove
+    return removed
 
 
 def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then move the file into place, so a crash never leaves half a file."""
+    """Call ``write(tmp_path)`` then move the file into place, so a crash never leaves half a file.
+
+    Stale temporaries of earlier, killed writes of the same file are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale_tmp(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.p{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)

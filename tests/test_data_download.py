@@ -44,6 +44,7 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
         self.cut_once: set[str] = set()  # names whose next response stops half-way
+        self.cut_unsized_once: set[str] = set()  # ... sent without Content-Length: looks complete
         self.ignore_range = False
         state = self
 
@@ -74,6 +75,14 @@ class FileServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
+                if name in state.cut_unsized_once:  # no length, half the body, connection closed
+                    state.cut_unsized_once.discard(name)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
@@ -333,3 +342,119 @@ def test_hand_installed_source_is_explained_then_verified(mini_sbir, tmp_path):
     record = verify(source, tmp_path, log=lambda _: None)
     assert record["files"] == {} and record["layout"]["files"] == {"sketch": 180, "photo": 180}
     assert read_ready(source, tmp_path) == record
+
+
+def test_truncated_download_without_length_is_never_pinned(server, mini_zip, tmp_path):
+    server.files["mini.zip"] = mini_zip
+    server.cut_unsized_once.add("mini.zip")  # arrives "complete" as far as HTTP can tell
+    source = mini_source(f"{server.base}/mini.zip", "mini.zip", None)
+    messages: list[str] = []
+    with pytest.raises(DownloadError) as caught:
+        download(source, tmp_path, trust_on_first_use=True, log=messages.append)
+    archive = tmp_path / "_downloads" / "mini.zip"
+    message = str(caught.value)
+    assert str(archive) in message and "BadZipFile" in message and "again" in message
+    assert not (tmp_path / "_downloads" / "mini.zip.sha256").exists()  # nothing pinned
+    assert not any("TRUST ON FIRST USE" in m for m in messages) and read_ready(source, tmp_path) is None
+    assert (tmp_path / "_downloads" / "mini.zip.bad").stat().st_size == len(mini_zip) // 2
+    # The way out works: the next run fetches the whole file, pins it and marks the data ready.
+    download(source, tmp_path, trust_on_first_use=True, log=messages.append)
+    assert (tmp_path / "_downloads" / "mini.zip.sha256").read_text().split()[0] == sha(mini_zip)
+    assert verify(source, tmp_path, log=lambda _: None)["files"]["mini.zip"] == sha(mini_zip)
+
+
+def test_broken_archive_with_a_known_checksum_is_named_and_kept(mini_zip, tmp_path):
+    cut = mini_zip[: len(mini_zip) // 2]
+    source = mini_source(None, "mini.zip", sha(cut), manual="save it as {path}")
+    (tmp_path / "_downloads").mkdir()
+    (tmp_path / "_downloads" / "mini.zip").write_bytes(cut)
+    with pytest.raises(DownloadError, match="matches its expected sha256") as caught:
+        download(source, tmp_path, log=lambda _: None)
+    assert str(tmp_path / "_downloads" / "mini.zip") in str(caught.value) and "delete" in str(caught.value)
+    assert (tmp_path / "_downloads" / "mini.zip").is_file() and read_ready(source, tmp_path) is None
+
+
+def test_failed_verify_clears_the_ready_marker(mini_sbir, tmp_path, capsys):
+    source = Source("by-hand", "placed by the user (test)", "mini", "folder", (), homepage="",
+                    licence="test", citation="test", manual="Copy the data into {dir}",
+                    expected_classes=CLASSES)
+    for name, data in members(mini_sbir):
+        (tmp_path / "mini" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "mini" / name).write_bytes(data)
+    verify(source, tmp_path, log=lambda _: None)
+    assert read_ready(source, tmp_path) is not None
+    # a real image goes corrupt: truncate a real PNG of mini_sbir
+    png = sorted((tmp_path / "mini" / "mini" / "sketch" / "cat").glob("*.png"))[0]
+    png.write_bytes(png.read_bytes()[:300])
+    with pytest.raises(DownloadError, match=re.escape(str(png))):
+        verify(source, tmp_path, log=lambda _: None)
+    assert read_ready(source, tmp_path) is None
+    # so the next download does not claim it is "already downloaded and checked"
+    messages: list[str] = []
+    with pytest.raises(ManualStepRequired):
+        download(source, tmp_path, log=messages.append)
+    assert not any("already" in m for m in messages)
+
+
+def zeros_zip(path: Path, megabytes: int, members: int = 1) -> Path:
+    """A real zip of ``members`` files of zeros, written in 1 MiB blocks (a few KiB on disk)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as handle:
+        for index in range(members):
+            with handle.open(f"zeros/{index}.bin", "w") as out:
+                for _ in range(megabytes):
+                    out.write(bytes(1 << 20))
+    return path
+
+
+def test_zip_bomb_is_refused_before_extracting(tmp_path):
+    bomb = zeros_zip(tmp_path / "bomb.zip", 64)
+    assert bomb.stat().st_size < 200_000
+    target = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError, match="ratio") as caught:
+        safe_extract(bomb, target)  # default limits: a 1000:1 member is refused
+    assert str(bomb) in str(caught.value) and "max_ratio" in str(caught.value)
+    with pytest.raises(UnsafeArchiveError, match="declares 67,108,864 bytes"):
+        safe_extract(bomb, target, max_ratio=10_000, max_bytes=10 << 20)
+    with pytest.raises(UnsafeArchiveError, match="3 members"):
+        safe_extract(zeros_zip(tmp_path / "many.zip", 1, members=3), target, max_members=2)
+    assert list(target.rglob("*.bin")) == []  # nothing was written
+    assert safe_extract(bomb, target, max_ratio=10_000) == 1  # trusted: allowed by keyword
+    assert (target / "zeros" / "0.bin").stat().st_size == 64 << 20
+
+
+def test_tar_bomb_is_refused_from_its_headers(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as handle:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = 32 << 20
+        handle.addfile(info, io.BytesIO(bytes(info.size)))
+    (tmp_path / "bomb.tar.gz").write_bytes(buffer.getvalue())
+    with pytest.raises(UnsafeArchiveError, match="bomb.tar.gz.*declares 33,554,432 bytes"):
+        safe_extract(tmp_path / "bomb.tar.gz", tmp_path / "out", max_bytes=1 << 20)
+    assert not (tmp_path / "out" / "zeros.bin").exists()
+
+
+def test_extraction_stops_when_content_outgrows_the_headers(tmp_path, monkeypatch):
+    from mars_lite.data import archives
+
+    bomb = zeros_zip(tmp_path / "liar.zip", 8)
+    monkeypatch.setattr(archives._Limits, "check_declared", lambda *args: None)  # headers that lie
+    with pytest.raises(UnsafeArchiveError, match="outgrew its headers"):
+        safe_extract(bomb, tmp_path / "out", max_bytes=3 << 20, max_ratio=10_000)
+    assert not (tmp_path / "out" / "zeros" / "0.bin").exists()  # the partial member is removed
+
+
+def test_a_broken_archive_pinned_by_an_older_version_is_unpinned(server, mini_zip, tmp_path):
+    cut = mini_zip[: len(mini_zip) // 3]
+    downloads = tmp_path / "_downloads"
+    downloads.mkdir()
+    (downloads / "mini.zip").write_bytes(cut)  # what the old trust-on-first-use kept and pinned
+    (downloads / "mini.zip.sha256").write_text(f"{sha(cut)}  mini.zip\n")
+    server.files["mini.zip"] = mini_zip
+    source = mini_source(f"{server.base}/mini.zip", "mini.zip", None)
+    with pytest.raises(DownloadError, match="pin .*mini.zip.sha256 was removed"):
+        download(source, tmp_path, log=lambda _: None)
+    assert not (downloads / "mini.zip.sha256").exists() and not (downloads / "mini.zip").exists()
+    download(source, tmp_path, trust_on_first_use=True, log=lambda _: None)
+    assert (downloads / "mini.zip.sha256").read_text().split()[0] == sha(mini_zip)
+    assert read_ready(source, tmp_path) is not None

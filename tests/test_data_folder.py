@@ -127,3 +127,35 @@ def test_class_only_in_one_modality_warns(mini_sbir, tmp_path):
 def test_class_key():
     assert class_key("door handle") == class_key("door_handle") == class_key("Door-Handle") == "doorhandle"
     assert class_key("car_(sedan)") == class_key("car (sedan)")
+
+
+def _add_symlink_trouble(root: Path) -> list[Path]:
+    """A file loop (a -> b -> a), a broken file link, a class-folder self loop; returns them."""
+    cat = root / "sketch" / "cat"
+    (cat / "loop_a.png").symlink_to("loop_b.png")
+    (cat / "loop_b.png").symlink_to("loop_a.png")
+    (cat / "gone.png").symlink_to("nowhere.png")
+    (root / "photo" / "ring").symlink_to("ring")  # a class folder that is a loop
+    return [cat / "gone.png", cat / "loop_a.png", cat / "loop_b.png", root / "photo" / "ring"]
+
+
+def test_symlink_loops_are_skipped_and_reported(mini_copy):
+    bad = _add_symlink_trouble(mini_copy)
+    with pytest.warns(UserWarning, match="skipped 4 unreadable"):
+        dataset = folder_dataset(mini_copy, on_error="skip")
+    assert len(dataset) == 1320  # every real image is still there
+    reasons = dict(dataset.skipped)
+    assert sorted(reasons) == sorted(bad)
+    assert "symlink loop" in reasons[bad[1]] and "broken symlink" in reasons[bad[0]]
+    assert "symlink loop" in reasons[mini_copy / "photo" / "ring"]
+
+
+def test_symlink_loops_raise_naming_the_path(mini_copy):
+    bad = _add_symlink_trouble(mini_copy)
+    with pytest.raises(UnreadableImagesError) as caught:
+        folder_dataset(mini_copy)
+    assert all(str(path) in str(caught.value) for path in bad)
+    assert "symlink loop" in str(caught.value)
+    (mini_copy / "sketches").symlink_to("sketches")  # a modality folder that loops: named too
+    with pytest.raises(LayoutError, match="sketches.*symlink loop"):
+        folder_dataset(mini_copy, on_error="skip")

@@ -139,3 +139,70 @@ def test_jpeg_with_zero_padding_after_end_marker_is_fine(photo_path, tmp_path):
     padded.write_bytes(photo_path.read_bytes() + b"\x00" * 512)
     assert check_image(padded) is None
     assert load_image(padded).size == (64, 64)
+
+
+def write_huge_png(path: Path, width: int, height: int) -> Path:
+    """A 1-bit white PNG of ``width`` x ``height`` written row by row (tiny file, tiny memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + b"\xff" * ((width + 7) // 8)  # filter byte, then 8 pixels a byte
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_png_is_refused_before_decoding_in_little_memory(tmp_path):
+    import subprocess
+    import sys
+
+    huge = write_huge_png(tmp_path / "huge.png", 13000, 13000)
+    assert huge.stat().st_size < 1_000_000
+    assert int.from_bytes(huge.read_bytes()[16:20], "big") == 13000  # the IHDR width
+    # A fresh process, so its peak RSS is this load alone (ru_maxrss is in KiB on Linux).
+    script = (
+        "import resource, sys\n"
+        "from mars_lite.data import ImageLoadError, load_image\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n    load_image(sys.argv[1])\n    print('LOADED')\n"
+        "except ImageLoadError as err:\n    print('REFUSED', err)\n"
+        "print('PEAK_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, before / 1024)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MARS_LITE_MAX_PIXELS"}
+    done = subprocess.run([sys.executable, "-c", script, str(huge)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "REFUSED" in out and str(huge) in out and "13000x13000" in out and "MARS_LITE_MAX_PIXELS" in out, out
+    peak, at_import = (float(x) for x in out.split("PEAK_MB")[1].split())
+    assert peak - at_import < 100 and peak < 1024, out  # decoding would cost gigabytes
+
+
+def test_pixel_budget_has_its_own_message_not_pils(tmp_path, monkeypatch, sketch_path):
+    import warnings
+
+    monkeypatch.delenv("MARS_LITE_MAX_PIXELS", raising=False)
+    huge = write_huge_png(tmp_path / "bomb.png", 20000, 20000)  # over 2x PIL's limit: PIL would raise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's DecompressionBombWarning would fail here
+        with pytest.raises(ImageLoadError, match="pixel budget") as caught:
+            load_image(huge)
+        assert "decompression bomb" not in str(caught.value).lower()
+        assert "over the pixel budget" in check_image(huge)
+        big = write_huge_png(tmp_path / "big.png", 13000, 13000)  # over PIL's warning limit
+        with pytest.raises(ImageLoadError, match="13000x13000"):
+            load_image(big)
+    # the budget is configurable: environment, then keyword
+    monkeypatch.setenv("MARS_LITE_MAX_PIXELS", "10000")
+    with pytest.raises(ImageLoadError, match="150x150 = 22,500 pixels"):
+        load_image(sketch_path)
+    assert check_image(sketch_path) is not None
+    assert load_image(sketch_path, max_pixels=22_500).size == (150, 150)
+    monkeypatch.setenv("MARS_LITE_MAX_PIXELS", "lots")
+    with pytest.raises(ValueError, match="MARS_LITE_MAX_PIXELS='lots'"):
+        load_image(sketch_path)

@@ -56,3 +56,26 @@ def test_split_and_dataset_by_builtin_name():
     split = resolve_split("mini_sbir")
     assert split.name == MINI_SBIR and split.benchmark == "folder" == load_split(MINI_SBIR).benchmark
     assert sorted(open_dataset("mini_sbir", split, classes=split.unseen).classes) == sorted(split.unseen)
+
+
+def test_misspelled_data_folder_says_it_does_not_exist(tmp_path):
+    with pytest.raises(LayoutError) as caught:
+        resolve_split("mini_sbr")  # a typo of the built-in name
+    message = str(caught.value)
+    assert "'mini_sbr' does not exist" in message and "Did you mean 'mini_sbir'" in message
+    assert "quickdraw_bitmap" in message and "split_zs.json" not in message
+    (tmp_path / "empty").mkdir()  # a folder that exists but is no dataset: said so
+    with pytest.raises(LayoutError, match="no split_zs.json.*is it the right folder"):
+        resolve_split(tmp_path / "empty")
+
+
+def test_cli_train_with_a_missing_data_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    from mars_lite.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    status = main(["train", "--config", "fast", "--data", "missing_folder", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status != 0 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "missing_folder" in lines[0] and "does not exist" in lines[0], err
+    assert not (tmp_path / "run").exists()

@@ -69,8 +69,9 @@ def _cmd_splits(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from ..data.download import DownloadError, ManualStepRequired, download
+    from ..data.download import ManualStepRequired, download
     from ..data.registry import get_source
+    from ..errors import MarsLiteError
 
     source = get_source(args.name, mirror=args.mirror)
     try:
@@ -85,20 +86,21 @@ def _cmd_download(args: argparse.Namespace) -> int:
     except ManualStepRequired as err:
         print(err, file=sys.stderr)
         return EXIT_MANUAL
-    except DownloadError as err:
+    except MarsLiteError as err:  # a download, checksum, broken or unsafe archive, layout error
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from ..data.download import DownloadError, verify
+    from ..data.download import verify
     from ..data.registry import get_source
+    from ..errors import MarsLiteError
 
     source = get_source(args.name, mirror="")
     try:
         verify(source, _root(args), sha256=_parse_sha256(args.sha256, [f.filename for f in source.files]))
-    except DownloadError as err:
+    except MarsLiteError as err:  # the ready marker is gone too: the next download re-checks
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     return 0

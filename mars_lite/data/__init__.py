@@ -4,7 +4,8 @@ Modules: ``images`` (load_image, check_image), ``items`` (ImageItem, ImageDatase
 (``<root>/<modality>/<class>/<file>``), ``benchmarks`` (Sketchy/TU-Berlin/QuickDraw-Extended
 layouts), ``bitmaps`` + ``quickdraw`` (numpy_bitmap rows rendered as sketches), ``splits``
 (manifests), ``locations`` (the built-in data and the resolution order), ``sources`` (the one
-dataset opener), ``registry`` / ``download`` / ``archives`` / ``layout_checks`` (fetching datasets).
+dataset opener), ``registry`` / ``download`` / ``fetching`` / ``archives`` / ``layout_checks``
+(fetching datasets).
 ``builtin/`` holds mini_sbir and the Quick, Draw! bitmaps (see its README for sources and licences).
 """
 from __future__ import annotations

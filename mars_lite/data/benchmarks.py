@@ -41,10 +41,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import MarsLiteError
 from .folder import (
     ClassFolder,
     LayoutError,
     class_key,
+    entry_kind,
     filter_class_folders,
     list_class_folders,
     scan_class_folders,
@@ -54,7 +56,7 @@ from .items import PHOTO, SKETCH, ImageDataset
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 
 
-class ClassMismatchError(ValueError):
+class ClassMismatchError(MarsLiteError, ValueError):
     """Class folders on disk differ from a class list; ``missing`` and ``extra`` list them."""
 
     def __init__(self, where: str, missing: list[str], extra: list[str]):
@@ -165,14 +167,18 @@ def resolve_layout(name: str, root: str | os.PathLike, photos: str = "all") -> R
     )
 
 
-def _official_folders(resolved: ResolvedLayout) -> tuple[list[ClassFolder], list[ClassFolder]]:
-    """Class folders of every modality, relabelled with official names; also the unknown ones."""
+def _official_folders(
+    resolved: ResolvedLayout, broken: list | None = None
+) -> tuple[list[ClassFolder], list[ClassFolder]]:
+    """Class folders of every modality, relabelled with official names; also the unknown ones.
+
+    Broken or looping symlinks go to ``broken`` (see ``list_class_folders``)."""
     layout = resolved.layout
     official = {class_key(name): name for name in benchmark_classes(layout.name)}
     sources = [(SKETCH, resolved.sketch_dir)] + [(PHOTO, d) for d in resolved.photo_dirs.values()]
     known, unknown = [], []
     for modality, parent in sources:
-        for folder in list_class_folders(parent, modality):
+        for folder in list_class_folders(parent, modality, broken):
             key = class_key(folder.label)
             name = official.get(key) or official.get(class_key(layout.aliases.get(key, "")))
             if name is None:
@@ -200,7 +206,7 @@ def check_layout(name: str, root: str | os.PathLike, photos: str = "all") -> dic
         raise ClassMismatchError(f"{LAYOUTS[name].title} at {resolved.root}", sorted(missing), sorted(extra))
     files = {SKETCH: 0, PHOTO: 0}
     for folder in known:
-        files[folder.modality] += sum(1 for e in os.scandir(folder.path) if e.is_file())
+        files[folder.modality] += sum(1 for e in os.scandir(folder.path) if entry_kind(e)[0] == "file")
     return {
         "benchmark": name,
         "root": str(resolved.root),
@@ -229,7 +235,8 @@ def benchmark_dataset(
     if photos not in PHOTO_CHOICES:
         raise ValueError(f"photos must be one of {PHOTO_CHOICES}, got {photos!r}")
     resolved = resolve_layout(name, root, photos=photos)
-    known, unknown = _official_folders(resolved)
+    broken: list[tuple[Path, str]] = []
+    known, unknown = _official_folders(resolved, broken)
     if unknown:
         warnings.warn(
             f"{resolved.root}: folders not in the {len(benchmark_classes(name))}-class list of "
@@ -238,7 +245,7 @@ def benchmark_dataset(
             stacklevel=2,
         )
     folders = filter_class_folders(known + unknown, classes, resolved.root)
-    return scan_class_folders(folders, resolved.root, on_error=on_error, validate=validate)
+    return scan_class_folders(folders, resolved.root, on_error=on_error, validate=validate, broken=broken)
 
 
 def sketchy_extended(root: str | os.PathLike, **options) -> ImageDataset:

@@ -6,40 +6,47 @@ check its sha256 (see ``registry.py`` for the trust-on-first-use policy), extrac
 ``<root>/<source.directory>/`` and run the layout check. Only when all of that passed is the
 ready marker ``<root>/<directory>/.mars_lite_ready-<name>.json`` written (atomically). A second
 run finds the marker and does nothing -- no network. ``verify(name, root)`` re-checks files and
-layout without network and (re)writes the marker. Files that need a manual step are announced
-with the exact path to save them to (``ManualStepRequired``); the next run picks them up.
+layout without network and (re)writes the marker; whatever makes it fail (a checksum, a corrupt
+image, anything) removes the marker. Files that need a manual step are announced with the exact
+path to save them to (``ManualStepRequired``); the next run picks them up.
 
-Timeouts: ``timeout`` bounds connecting (an unreachable host fails in that many seconds, a
-closed port at once, without retries); ``read_timeout`` bounds a stalled transfer, which is
-then retried from where it stopped.
+Trust on first use pins a file's sha256 only once the whole download passed: an archive that
+does not open or extract (cut short by a server that sent no length) is never pinned; it raises
+``DownloadError`` naming the file, moved aside when no checksum vouched for it, so the next run
+fetches it again.
+
+The HTTP part (timeouts, resuming, retries) is ``fetching.fetch``.
 """
 from __future__ import annotations
 
-import functools
+import gzip
 import hashlib
-import http.client
 import json
+import lzma
 import os
-import ssl
-import time
-import urllib.error
-import urllib.request
+import tarfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import MarsLiteError
 from ..files import atomic_write
-from ..settings import progress_enabled
 from .archives import safe_extract
+from .fetching import CHUNK, DownloadError, fetch
 from .layout_checks import run_layout_check
 from .registry import RemoteFile, Source, get_source
 
 DOWNLOADS_DIR = "_downloads"
-CHUNK = 1 << 20
+# What a cut-short or damaged archive raises while it is opened or extracted.
+_BROKEN_ARCHIVE = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
 
 
-class DownloadError(RuntimeError):
-    """A dataset could not be downloaded or verified; the message says why and what to do."""
+def _broken_archive(err: BaseException) -> bool:
+    """True for a damaged archive; False for the file system's errors (a full disk is not a bad file)."""
+    # bz2 reports bad data as a bare OSError("Invalid data stream"), with no errno
+    return isinstance(err, _BROKEN_ARCHIVE) or (type(err) is OSError and err.errno is None)
 
 
 class ChecksumError(DownloadError):
@@ -48,103 +55,6 @@ class ChecksumError(DownloadError):
 
 class ManualStepRequired(DownloadError):
     """Some files must be fetched by hand; the message has the instructions and paths."""
-
-
-def _timed(cls):
-    """An http.client connection class whose socket gets ``read_timeout`` after connecting."""
-
-    class Timed(cls):
-        def __init__(self, *args, read_timeout: float, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._read_timeout = read_timeout
-
-        def connect(self):
-            super().connect()  # bounded by the connect timeout given to urlopen
-            self.sock.settimeout(self._read_timeout)
-
-    return Timed
-
-
-_TimedHTTP, _TimedHTTPS = _timed(http.client.HTTPConnection), _timed(http.client.HTTPSConnection)
-
-
-def _opener(read_timeout: float) -> urllib.request.OpenerDirector:
-    context = ssl.create_default_context()
-
-    class Plain(urllib.request.HTTPHandler):
-        def http_open(self, req):
-            return self.do_open(functools.partial(_TimedHTTP, read_timeout=read_timeout), req)
-
-    class Secure(urllib.request.HTTPSHandler):
-        def https_open(self, req):
-            return self.do_open(functools.partial(_TimedHTTPS, read_timeout=read_timeout), req,
-                                context=context)
-
-    return urllib.request.build_opener(Plain, Secure)
-
-
-def _progress(total: int | None, initial: int, name: str, enabled: bool | None):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name,
-                disable=not progress_enabled(enabled))
-
-
-def fetch(
-    url: str,
-    dest: Path,
-    timeout: float = 10.0,
-    read_timeout: float = 60.0,
-    retries: int = 3,
-    progress: bool | None = None,
-) -> Path:
-    """Download ``url`` to ``dest`` via ``dest.part``, resuming with ``Range`` after a cut."""
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    opener = _opener(read_timeout)
-    for attempt in range(retries + 1):
-        offset = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": "mars-lite-data/1"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        try:
-            response = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
-        except urllib.error.HTTPError as err:
-            if err.code == 416 and offset:  # nothing left to send: the .part is complete
-                break
-            raise DownloadError(f"HTTP {err.code} {err.reason} for {url}") from err
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise DownloadError(
-                f"cannot connect to {url}: {reason}. Check the address and your network "
-                f"(connect timeout {timeout:g} s); a mirror can be set with MARS_LITE_DATA_MIRROR."
-            ) from err
-        with response:
-            resumed_at = response.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
-            if offset and (response.status != 206 or resumed_at != str(offset)):
-                offset = 0  # the server ignored (or misread) the Range: start again
-            length = response.headers.get("Content-Length")
-            total = offset + int(length) if length is not None else None
-            try:
-                bar = _progress(total, offset, dest.name, progress)
-                with open(part, "ab" if offset else "wb") as out, bar:
-                    while chunk := response.read(CHUNK):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as err:  # cut or stalled mid-body
-                if attempt == retries:
-                    raise DownloadError(
-                        f"download of {url} interrupted ({err}); run again to resume"
-                    ) from err
-                time.sleep(min(2.0, 0.5 * (attempt + 1)))
-                continue
-        size = part.stat().st_size
-        if total is None or size == total:
-            break
-        if attempt == retries:  # http.client ends a short body silently: compare sizes
-            raise DownloadError(f"download of {url} stopped at {size} of {total} bytes; run again to resume")
-    os.replace(part, dest)
-    return dest
 
 
 def sha256_file(path: Path) -> str:
@@ -174,15 +84,23 @@ def _expected_sha(root: Path, file: RemoteFile, given: dict[str, str]) -> str | 
     return pin.read_text().split()[0].lower() if pin.is_file() else None
 
 
-def _check_sha(root: Path, file: RemoteFile, path: Path, given: dict[str, str], log: Callable) -> str:
-    """Hash ``path`` and compare; with nothing to compare against, pin it (loudly)."""
+def _pin(root: Path, file: RemoteFile, actual: str, log: Callable) -> None:
+    """Pin ``actual`` as the file's sha256 (trust on first use), loudly."""
+    atomic_write(_pin_path(root, file), lambda tmp: Path(tmp).write_text(f"{actual}  {file.filename}\n"))
+    log(f"WARNING: TRUST ON FIRST USE -- no published sha256 for {file.filename}; what arrived has "
+        f"sha256 {actual}. It is now pinned in {_pin_path(root, file)} and checked from now on, "
+        "but nothing guarantees this first copy is the authors' file.")
+
+
+def _check_sha(root: Path, file: RemoteFile, path: Path, given: dict[str, str], unpinned: list) -> str:
+    """Hash ``path`` and compare; with nothing to compare against, add it to ``unpinned``.
+
+    The caller pins ``unpinned`` only once everything passed, so a broken file is never pinned.
+    """
     actual = sha256_file(path)
     expected = _expected_sha(root, file, given)
     if expected is None:
-        atomic_write(_pin_path(root, file), lambda tmp: Path(tmp).write_text(f"{actual}  {file.filename}\n"))
-        log(f"WARNING: TRUST ON FIRST USE -- no published sha256 for {file.filename}; what arrived has "
-            f"sha256 {actual}. It is now pinned in {_pin_path(root, file)} and checked from now on, "
-            "but nothing guarantees this first copy is the authors' file.")
+        unpinned.append((file, actual))
     elif actual != expected:
         bad = path.with_name(path.name + ".bad")
         os.replace(path, bad)
@@ -200,12 +118,37 @@ def file_path(root: Path, source: Source, file: RemoteFile) -> Path:
     return root / DOWNLOADS_DIR / file.filename
 
 
-def _extract(file: RemoteFile, path: Path, directory: Path, sha: str, log: Callable) -> None:
-    """Extract once per archive content: a stamp remembers the sha256 that was extracted."""
+def _extract(source: Source, root: Path, file: RemoteFile, path: Path, sha: str, vouched: bool,
+             log: Callable) -> None:
+    """Extract once per archive content: a stamp remembers the sha256 that was extracted.
+
+    A broken archive raises ``DownloadError``; unless a published or given checksum ``vouched``
+    for it, it is moved aside to ``<file>.bad`` (and a trust-on-first-use pin of it, worthless,
+    removed) so that the next run fetches it again.
+    """
+    directory = root / source.directory
     if file.archive == "none" or _extracted(file, directory, sha):
         return
     log(f"extracting {path.name} into {directory} ...")
-    count = safe_extract(path, directory, kind=file.archive)
+    try:
+        count = safe_extract(path, directory, kind=file.archive)
+    except Exception as err:
+        if isinstance(err, MarsLiteError) or not _broken_archive(err):
+            raise  # an unsafe archive (its own message), a full disk, ...
+        if vouched:
+            way_out = (f"It matches its expected sha256, so the file itself is damaged: get a good copy, "
+                       f"delete {path} and run 'mars-lite data download {source.name} --root {root}' again.")
+        else:
+            bad = path.with_name(path.name + ".bad")
+            os.replace(path, bad)
+            pin = _pin_path(root, file)
+            unpinned = f"its pin {pin} was removed" if pin.is_file() else "nothing was pinned"
+            pin.unlink(missing_ok=True)
+            way_out = (f"It was probably cut short during the download (a server that sends no length "
+                       f"cannot tell); it was moved to {bad} and {unpinned}: run 'mars-lite data "
+                       f"download {source.name} --root {root}' again to fetch it anew.")
+        raise DownloadError(f"{path} is not a readable {file.archive} archive "
+                            f"({type(err).__name__}: {err}). {way_out}") from err
     _write_json_atomic(_stamp(file, directory), {"archive": file.filename, "sha256": sha, "members": count})
 
 
@@ -277,6 +220,7 @@ def download(
         )
     shas: dict[str, str | None] = {}
     manual_steps: list[str] = []
+    unpinned_shas: list[tuple[RemoteFile, str]] = []
     for file in source.files:
         path = file_path(root, source, file)
         if not path.is_file():
@@ -285,8 +229,9 @@ def download(
                 continue
             log(f"{source.name}: downloading {file.url}")
             fetch(file.url, path, timeout=timeout, read_timeout=read_timeout, progress=progress)
-        shas[file.filename] = sha = _check_sha(root, file, path, given, log)
-        _extract(file, path, directory, sha, log)
+        shas[file.filename] = sha = _check_sha(root, file, path, given, unpinned_shas)
+        vouched = file.filename in given or bool(file.sha256)  # not a pin: it may pin a broken file
+        _extract(source, root, file, path, sha, vouched=vouched, log=log)
     if manual_steps:
         raise ManualStepRequired(
             f"{source.name} needs manual steps:\n" + "\n".join(manual_steps)
@@ -294,7 +239,7 @@ def download(
         )
     try:
         summary = run_layout_check(source, directory)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, MarsLiteError) as err:
         if source.manual:  # nothing to fetch: the user places the data, then we check it
             raise ManualStepRequired(
                 f"{source.name} is installed by hand ({err}):\n"
@@ -302,6 +247,8 @@ def download(
                 + f"\nThen run: mars-lite data verify {source.name} --root {root}"
             ) from err
         raise DownloadError(f"{source.name}: files fetched, but the layout check failed: {err}") from err
+    for file, sha in unpinned_shas:  # everything passed: only now is what arrived trusted
+        _pin(root, file, sha, log)
     _mark_ready(source, root, shas, summary)
     log(f"{source.name}: ready in {directory}")
     return directory
@@ -322,7 +269,7 @@ def verify(
     source = get_source(source, mirror="")
     try:
         return _verify(source, root, given, log)
-    except (OSError, ValueError, DownloadError):
+    except BaseException:
         ready_marker(source, root).unlink(missing_ok=True)  # whatever failed, it is not ready
         raise
 
@@ -330,10 +277,11 @@ def verify(
 def _verify(source: Source, root: Path, given: dict[str, str], log: Callable) -> dict:
     directory = root / source.directory
     shas: dict[str, str | None] = {}
+    unpinned_shas: list[tuple[RemoteFile, str]] = []
     for file in source.files:
         path = file_path(root, source, file)
         if path.is_file():
-            shas[file.filename] = sha = _check_sha(root, file, path, given, log)
+            shas[file.filename] = sha = _check_sha(root, file, path, given, unpinned_shas)
             if file.archive != "none" and not _extracted(file, directory, sha):
                 raise DownloadError(
                     f"{path} is present but not extracted: run 'mars-lite data download {source.name} "
@@ -343,8 +291,10 @@ def _verify(source: Source, root: Path, given: dict[str, str], log: Callable) ->
             shas[file.filename] = None  # not present: only the layout vouches for the data
     try:
         summary = run_layout_check(source, directory)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, MarsLiteError) as err:
         raise DownloadError(f"{source.name}: layout check failed in {directory}: {err}") from err
+    for file, sha in unpinned_shas:
+        _pin(root, file, sha, log)
     record = _mark_ready(source, root, shas, summary)
     log(f"{source.name}: verified, ready in {directory}")
     return record

@@ -14,9 +14,12 @@ image (slow, catches everything); ``"none"`` trusts the folder (a bad file then 
 with ``ImageLoadError`` naming it). Bad files are never dropped silently: ``on_error="raise"``
 raises ``UnreadableImagesError`` naming them, ``on_error="skip"`` leaves them out, records
 ``(path, reason)`` in ``dataset.skipped`` and warns with the count and the first paths.
+A broken or looping symlink (a file or a class folder) is such a bad entry too: reported with
+its path and the reason, never an ``OSError`` that aborts the whole scan.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import warnings
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from .images import ImageLoadError, check_image, is_image_file, load_image
 from .items import MODALITIES, PHOTO, SKETCH, ImageDataset, ImageItem
+from ..errors import MarsLiteError
 
 MODALITY_FOLDER_NAMES = {
     SKETCH: ("sketch", "sketches"),
@@ -37,7 +41,7 @@ VALIDATE_CHOICES = ("header", "full", "none")
 _MAX_LISTED = 10  # how many bad paths an error or warning message spells out
 
 
-class LayoutError(FileNotFoundError):
+class LayoutError(MarsLiteError, FileNotFoundError):
     """A dataset folder does not have the expected layout; the message says what was looked for."""
 
 
@@ -78,13 +82,42 @@ class ClassFolder:
     label: str
 
 
-def list_class_folders(parent: Path, modality: str) -> list[ClassFolder]:
-    """Every non-hidden sub-folder of ``parent`` as a class folder labelled by its name."""
-    return [
-        ClassFolder(Path(entry.path), modality, entry.name)
-        for entry in sorted(os.scandir(parent), key=lambda e: e.name)
-        if entry.is_dir() and not entry.name.startswith(".")
-    ]
+def entry_kind(entry: os.DirEntry) -> tuple[str, str | None]:
+    """``("dir" | "file" | "other", None)``, or ``("bad", reason)`` for a broken or looping symlink."""
+    try:
+        if entry.is_dir():
+            return "dir", None
+        if entry.is_file():
+            return "file", None
+    except OSError as err:  # ELOOP (a symlink loop), EACCES, ...
+        what = "symlink loop" if err.errno == errno.ELOOP else "cannot stat"
+        return "bad", f"{what} ({err.strerror or err})"
+    if entry.is_symlink():  # neither file nor folder behind it: the target is missing
+        try:
+            return "bad", f"broken symlink to {os.readlink(entry.path)!r}"
+        except OSError as err:
+            return "bad", f"broken symlink ({err.strerror or err})"
+    return "other", None
+
+
+def list_class_folders(parent: Path, modality: str, broken: list[tuple[Path, str]] | None = None) -> list[ClassFolder]:
+    """Every non-hidden sub-folder of ``parent`` as a class folder labelled by its name.
+
+    A broken or looping symlink among them is appended to ``broken`` as ``(path, reason)``;
+    without a ``broken`` list it raises ``LayoutError`` naming it.
+    """
+    folders = []
+    for entry in sorted(os.scandir(parent), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        kind, reason = entry_kind(entry)
+        if kind == "dir":
+            folders.append(ClassFolder(Path(entry.path), modality, entry.name))
+        elif kind == "bad" and broken is None:
+            raise LayoutError(f"{entry.path}: {reason}; remove or fix it")
+        elif kind == "bad":
+            broken.append((Path(entry.path), reason))
+    return folders
 
 
 def _check_options(on_error: str, validate: str) -> None:
@@ -107,17 +140,31 @@ def scan_class_folders(
     root: Path | None,
     on_error: str = "raise",
     validate: str = "header",
+    broken: Iterable[tuple[Path, str]] = (),
 ) -> ImageDataset:
-    """Build a dataset from class folders: list files, validate them, apply ``on_error``."""
+    """Build a dataset from class folders: list files, validate them, apply ``on_error``.
+
+    ``broken`` holds ``(path, reason)`` of bad entries found earlier (class-folder symlinks);
+    they are reported (or raised) with the unreadable files.
+    """
     _check_options(on_error, validate)
     candidates: list[ImageItem] = []
     ignored: list[Path] = []
+    unreadable = list(broken)
     for folder in folders:
-        for entry in sorted(os.scandir(folder.path), key=lambda e: e.name):
+        try:
+            entries = sorted(os.scandir(folder.path), key=lambda e: e.name)
+        except OSError as err:  # a class folder that cannot be listed: report it, scan the rest
+            unreadable.append((folder.path, f"cannot list folder ({err.strerror or err})"))
+            continue
+        for entry in entries:
             if entry.name.startswith("."):
                 continue  # .DS_Store and friends: never data
             path = Path(entry.path)
-            if entry.is_file() and is_image_file(path):
+            kind, reason = entry_kind(entry)
+            if kind == "bad":
+                unreadable.append((path, reason))
+            elif kind == "file" and is_image_file(path):
                 candidates.append(ImageItem(path, folder.modality, folder.label))
             else:
                 ignored.append(path)
@@ -130,6 +177,7 @@ def scan_class_folders(
         bad = {item.path: reason for item, reason in zip(candidates, reasons) if reason}
         errors = sorted(bad.items())
         candidates = [item for item in candidates if item.path not in bad]
+    errors = sorted(errors + unreadable)
     if errors and on_error == "raise":
         raise UnreadableImagesError(errors, root)
     if errors:
@@ -163,10 +211,11 @@ def find_modality_folders(root: Path) -> dict[str, Path]:
     """Map modality -> folder for the children of ``root`` named as in MODALITY_FOLDER_NAMES."""
     found: dict[str, Path] = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if not entry.is_dir():
-            continue
+        kind, reason = entry_kind(entry)
         for modality, names in MODALITY_FOLDER_NAMES.items():
-            if entry.name.lower() in names:
+            if entry.name.lower() in names and kind == "bad":
+                raise LayoutError(f"{modality} folder {entry.path}: {reason}; remove or fix it")
+            if entry.name.lower() in names and kind == "dir":
                 if modality in found:
                     raise LayoutError(
                         f"{root} has two {modality} folders ({found[modality].name!r} and "
@@ -202,11 +251,12 @@ def folder_dataset(
             f"no modality folder in {root}: expected sub-folders named one of {accepted} "
             "(each holding one folder per class)."
         )
+    broken: list[tuple[Path, str]] = []
     folders = [
         folder
         for modality in MODALITIES
         if modality in modality_dirs
-        for folder in list_class_folders(modality_dirs[modality], modality)
+        for folder in list_class_folders(modality_dirs[modality], modality, broken)
     ]
     folders = filter_class_folders(folders, classes, root)
     per_modality = {m: {f.label for f in folders if f.modality == m} for m in modality_dirs}
@@ -218,4 +268,4 @@ def folder_dataset(
             f"with photos but no sketches {only_photo}",
             stacklevel=2,
         )
-    return scan_class_folders(folders, root, on_error=on_error, validate=validate)
+    return scan_class_folders(folders, root, on_error=on_error, validate=validate, broken=broken)

@@ -8,7 +8,11 @@
 * ``CMYK``, ``YCbCr`` and other colour modes -> RGB;
 * the EXIF orientation tag -> applied, so a phone photo stored sideways comes out upright;
 * upper-case extensions (``.JPEG``, ``.PNG``) -> matched case-insensitively;
-* corrupt or truncated files -> ``ImageLoadError`` naming the file and the reason.
+* corrupt or truncated files -> ``ImageLoadError`` naming the file and the reason;
+* images larger than the pixel budget -> ``ImageLoadError`` *before* any pixel is decoded (a
+  tiny PNG can declare 13000x13000 pixels and cost gigabytes to decode). The budget is
+  ``max_pixels=`` when given, else ``$MARS_LITE_MAX_PIXELS``, else ``MAX_PIXELS``; PIL's own
+  decompression-bomb check is replaced by it (so its warning or error never comes first).
 
 ``check_image(path)`` is the cheap test used when a dataset is built: it reads the header and
 lets PIL verify the file structure (PNG chunk CRCs, GIF, ...) without decoding pixels; since PIL
@@ -18,9 +22,12 @@ which catches the common truncated-download case.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import MarsLiteError
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -29,9 +36,21 @@ _JPEG_EXTENSIONS = frozenset({".jpg", ".jpeg"})
 _JPEG_TAIL_BYTES = 4096  # the end-of-image marker must appear in the last 4 KiB
 # What PIL raises for unreadable data across formats and versions.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+# The pixel budget: 50 M pixels (e.g. 8660x5773) decode to 150 MB as RGB -- far above any
+# sketch or photo of the benchmarks, far below what a decompression bomb asks for.
+MAX_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "MARS_LITE_MAX_PIXELS"
+# Image.open runs PIL's own bomb check (a warning above 89 M pixels, an error above 179 M)
+# before we can see the size; it is switched off around the call (under a lock, since the
+# limit is a module global) and ours, with a message that says how to raise it, runs instead.
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
-class ImageLoadError(Exception):
+class PixelBudgetSettingError(MarsLiteError, ValueError):
+    """``$MARS_LITE_MAX_PIXELS`` (or ``max_pixels=``) is not a positive whole number."""
+
+
+class ImageLoadError(MarsLiteError):
     """An image file could not be read; ``path`` and ``reason`` say which and why."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
@@ -43,6 +62,45 @@ class ImageLoadError(Exception):
 def is_image_file(path: str | os.PathLike) -> bool:
     """True for a file name with a known image extension (case-insensitive, e.g. ``.JPEG``)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def pixel_budget(max_pixels: int | None = None) -> int:
+    """The pixel budget in force: ``max_pixels``, else ``$MARS_LITE_MAX_PIXELS``, else ``MAX_PIXELS``."""
+    if max_pixels is None:
+        text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+        if not text:
+            return MAX_PIXELS
+        try:
+            max_pixels = int(text)
+        except ValueError:
+            raise PixelBudgetSettingError(
+                f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a number of pixels; "
+                f"set it to a whole number such as 200000000, or unset it (default {MAX_PIXELS})"
+            ) from None
+    if max_pixels <= 0:
+        raise PixelBudgetSettingError(f"the pixel budget must be positive, got {max_pixels}")
+    return int(max_pixels)
+
+
+def _open(path: Path) -> Image.Image:
+    """``Image.open`` (header only, nothing decoded) without PIL's own bomb check."""
+    with _PIL_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _over_budget(image: Image.Image, budget: int) -> str | None:
+    """Why ``image`` must not be decoded (its header size is over ``budget``), else None."""
+    width, height = image.size
+    if width * height <= budget:
+        return None
+    need = width * height * 3 / 1e9  # the RGB result alone
+    return (f"{width}x{height} = {width * height:,} pixels is over the pixel budget of {budget:,} "
+            f"(decoding would need more than {need:.1f} GB); refused before decoding. Downscale the "
+            f"file, or raise the budget with {MAX_PIXELS_ENV}=N (or max_pixels=N) if you trust it")
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -82,14 +140,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """Read ``path`` fully and return an RGB image with its EXIF orientation applied.
 
-    Raises ``ImageLoadError`` (naming the file) for missing, corrupt or truncated files.
+    Raises ``ImageLoadError`` (naming the file) for missing, corrupt or truncated files, and for
+    images over the pixel budget (see ``pixel_budget``), checked from the header before decoding.
     """
-    path = Path(path)
+    path, budget = Path(path), pixel_budget(max_pixels)
     try:
-        with Image.open(path) as opened:
+        with _open(path) as opened:
+            if reason := _over_budget(opened, budget):
+                raise ImageLoadError(path, reason)
             opened.load()  # decode now, so truncation fails here and not later
             upright = ImageOps.exif_transpose(opened)
             return to_rgb(upright)
@@ -114,16 +175,18 @@ def _jpeg_tail_ok(path: Path) -> bool:
     return b"\xff\xd9" in tail.rstrip(b"\x00")
 
 
-def check_image(path: str | os.PathLike) -> str | None:
+def check_image(path: str | os.PathLike, max_pixels: int | None = None) -> str | None:
     """Cheap validity check without decoding pixels: ``None`` when OK, else the reason.
 
-    Opens the header, runs ``PIL.Image.verify`` and, for JPEG files, looks for the
-    end-of-image marker. Use ``load_image`` for a full decode.
+    Opens the header, checks the pixel budget, runs ``PIL.Image.verify`` and, for JPEG files,
+    looks for the end-of-image marker. Use ``load_image`` for a full decode.
     """
-    path = Path(path)
+    path, budget = Path(path), pixel_budget(max_pixels)
     try:
-        with Image.open(path) as opened:
+        with _open(path) as opened:
             image_format = opened.format
+            if reason := _over_budget(opened, budget):
+                return reason
             opened.verify()
     except FileNotFoundError:
         return "file not found"

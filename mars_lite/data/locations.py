@@ -8,6 +8,7 @@ data folder that holds only downloaded benchmarks still finds the built-in set.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -42,7 +43,26 @@ def resolve_data(data: str | os.PathLike | None = None) -> Path:
         return mine if mine is not None and mine.is_dir() else builtin_path(name)
     path = Path(name).expanduser()
     if not path.is_dir():
-        raise LayoutError(f"data folder {path} does not exist; pass a folder laid out as "
-                          f"<root>/<sketch|photo>/<class>/<image>, a benchmark root, or {MINI_SBIR!r} "
-                          "(the built-in set)")
+        raise LayoutError(_missing_message(path))
     return path.resolve()
+
+
+def _folders_in(folder: Path | None) -> list[str]:
+    try:
+        return [str(p) for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith((".", "_"))]
+    except (OSError, AttributeError):  # no such folder, no permission, or None
+        return []
+
+
+def _missing_message(path: Path) -> str:
+    """Why ``path`` is refused, with what could have been meant (close spellings, built-in names)."""
+    what = "is a file, not a folder" if path.is_file() else "does not exist"
+    root = settings.data_root(required=False)
+    in_data = _folders_in(root) if root != settings.BUILTIN_DATA_DIR else []
+    close = difflib.get_close_matches(str(path), _folders_in(path.parent) + in_data + list(BUILTIN_SETS),
+                                      n=3, cutoff=0.75)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    listed = f"; folders in MARS_LITE_DATA: {in_data}" if in_data else ""
+    return (f"data folder {str(path)!r} {what}.{hint} Pass a folder laid out as "
+            f"<root>/<sketch|photo>/<class>/<image>, a benchmark root, or a built-in name "
+            f"({', '.join(BUILTIN_SETS)}){listed}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .benchmarks import benchmark_dataset
-from .folder import LayoutError, folder_dataset
+from .folder import LayoutError, find_modality_folders, folder_dataset
 from .items import ImageDataset
 from .locations import resolve_data
 from .splits import MINI_SBIR, Split, folder_split, list_splits, load_split
@@ -23,8 +23,9 @@ def resolve_split(data: str | os.PathLike | None, split: str | os.PathLike | Spl
     root = resolve_data(data)
     if split is None:
         if not (root / "split_zs.json").is_file():
-            raise LayoutError(f"{root} has no split_zs.json; name a split (one of {list_splits()}) or a "
-                              "JSON file with 'seen' and 'unseen' lists")
+            odd = "" if find_modality_folders(root) else " (nor sketch/photo folders: is it the right folder?)"
+            raise LayoutError(f"data folder {root} has no split_zs.json{odd}; name a split (one of "
+                              f"{list_splits()}) or a JSON file with 'seen' and 'unseen' lists")
         return folder_split(root / "split_zs.json", root)
     text = os.fspath(split)
     if text == MINI_SBIR:
