@@ -12,12 +12,13 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
+from .errors import MarsLiteError
 
 T = TypeVar("T")
 
 
 
-class ConfigError(ValueError):
+class ConfigError(MarsLiteError, ValueError):
     """A config file or value is invalid; the message names the source and the field."""
 
 

@@ -13,7 +13,7 @@ from ..method.loading import DEFAULT, parse_pretrained
 from ..method.model import get_model_config
 from ..train.config import MODES, list_train_configs, load_train_config
 from ..train.training import train
-from .options import PRETRAINED_HELP, add_data_argument
+from .options import PRETRAINED_HELP, add_data_argument, add_on_error_argument
 
 
 def configure_cli(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +24,13 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True,
                         help=f"shipped config ({', '.join(list_train_configs())}) or a JSON file of TrainConfig fields")
     add_data_argument(parser, required=True)
+    add_on_error_argument(parser)
     parser.add_argument("--out", required=True, help="output folder for checkpoints, history.json and the state")
-    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out (last_state.pt)")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run saved in --out (last_state.pt)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (without --resume or --overwrite a folder holding a run "
+                            "is refused)")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
     parser.add_argument("--split", help="split name (e.g. tuberlin_split_b) or JSON with seen/unseen lists; "
                         "default: the config's, else <data>/split_zs.json")
@@ -50,17 +55,21 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
 
 def _cli_main(args: argparse.Namespace) -> int:
     pretrained = args.pretrained
-    overrides = dict(split=args.split, mode=args.mode, model=args.model, epochs=args.epochs,
-                     max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, backbone_lr=args.backbone_lr,
-                     seed=args.seed, val_fraction=args.val_fraction, balanced_sampler=args.balanced,
-                     num_workers=args.num_workers, cache_dir=args.cache_dir, init_checkpoint=args.init_checkpoint)
-    cfg = load_train_config(args.config, **overrides)
+    # config field -> the option that sets it, so a bad value is blamed on the flag, not the config file
+    flags = {"split": "--split", "mode": "--mode", "model": "--model", "epochs": "--epochs",
+             "max_steps": "--max-steps", "batch_size": "--batch-size", "lr": "--lr", "backbone_lr": "--backbone-lr",
+             "seed": "--seed", "val_fraction": "--val-fraction", "balanced_sampler": "--balanced",
+             "num_workers": "--num-workers", "cache_dir": "--cache-dir", "init_checkpoint": "--init-checkpoint"}
+    overrides = {field: getattr(args, flag[2:].replace("-", "_"))
+                 for field, flag in flags.items()}
+    cfg = load_train_config(args.config, flags=flags, **overrides)
     if pretrained is not None:  # given on the command line: 'none' means random init, 'default' the model's own
         weights = parse_pretrained(pretrained)
         if weights == DEFAULT:
             weights = get_model_config(cfg.model).default_pretrained
         cfg = dataclasses.replace(cfg, pretrained=weights)
-    result = train(cfg, args.data, args.out, device=args.device, resume=args.resume,
+    result = train(cfg, args.data, args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
+                   on_error=args.on_error,
                    progress=False if args.quiet else None, verbose=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         best = result.epoch_values("val_map")

@@ -5,7 +5,7 @@ in ``configs/``), ``rows`` (training rows, the seen-class validation split, samp
 (paper / layernorm modes: the towers train), ``frozen`` + ``fast_frozen/`` (frozen mode on cached
 embeddings, with the inner-product form of the losses tested equal to ``compute_losses``),
 ``validation`` (seen-class validation with ``compute_losses``), ``loop`` (epochs, checkpoints),
-``state`` (resume), ``distributed`` (several processes).
+``state`` (resume), ``runfolder`` (no clobbering, one writer: ``run.lock``), ``distributed`` (several processes).
 """
 from __future__ import annotations
 

@@ -2,10 +2,11 @@
 and ``TrainResult`` (history for loss curves, checkpoint paths). See :mod:`mars_lite.train.training`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, _check_type, load_config
 from ..method.losses import PAPER_WEIGHTS, TERMS
 from ..eval.metrics import CONVENTIONS
 from ..method.modalities import RETRIEVAL_KINDS
@@ -83,34 +84,37 @@ class TrainConfig:
     init_checkpoint: str | None = None
 
     def validate(self) -> None:
-        """Raise ValueError naming the first invalid field."""
+        """Raise ValueError naming the first invalid field (``'batch_size' must be >= 1, got 0``)."""
+        for name in self.__dataclass_fields__:
+            problem = self.field_problem(name)
+            if problem is not None:
+                raise ValueError(f"'{name}' {problem}, got {getattr(self, name)!r}")
+
+    def field_problem(self, name: str) -> str | None:
+        """What is wrong with field ``name`` (``"must be >= 1"``), or None. Every check looks at one
+        field only, so a bad value can be blamed on where it came from (file, flag, keyword)."""
+        value = getattr(self, name)
         choices = {"mode": MODES, "amp": AMP_CHOICES, "selection_metric": SELECTION_METRICS,
                    "retrieval_kind": RETRIEVAL_KINDS, "metric_convention": CONVENTIONS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"'{name}' must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        positive = ("epochs", "batch_size", "val_every", "embed_batch_size", "frozen_threads")
-        if self.frozen_prefetch < 0:
-            raise ValueError(f"'frozen_prefetch' must be >= 0, got {self.frozen_prefetch}")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "max_images_per_class"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"'{name}' must be >= 1 or null, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"'lr' must be > 0, got {self.lr}")
-        if self.backbone_lr < 0 or self.weight_decay < 0 or self.num_workers < 0:
-            raise ValueError("'backbone_lr', 'weight_decay' and 'num_workers' must be >= 0")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"'warmup_fraction' must be in [0, 1), got {self.warmup_fraction}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"'val_fraction' must be in [0, 1), got {self.val_fraction}")
-        if set(self.loss_weights) != set(TERMS):
-            raise ValueError(f"'loss_weights' needs exactly the keys {list(TERMS)}, got {sorted(self.loss_weights)}")
-        values = [self.loss_weights[t] for t in TERMS]
-        if any(not isinstance(v, (int, float)) or v < 0 for v in values) or sum(values) <= 0:
-            raise ValueError(f"'loss_weights' must be numbers >= 0 with a positive sum, got {self.loss_weights}")
+        if name in choices:
+            return None if value in choices[name] else f"must be one of {list(choices[name])}"
+        if name in ("epochs", "batch_size", "val_every", "embed_batch_size", "frozen_threads"):
+            return None if value >= 1 else "must be >= 1"
+        if name in ("max_steps", "max_images_per_class"):
+            return None if value is None or value >= 1 else "must be >= 1 or null"
+        if name == "lr":
+            return None if value > 0 else "must be > 0"
+        if name in ("backbone_lr", "weight_decay", "num_workers", "frozen_prefetch"):
+            return None if value >= 0 else "must be >= 0"
+        if name in ("warmup_fraction", "val_fraction"):
+            return None if 0 <= value < 1 else "must be in [0, 1)"
+        if name == "loss_weights":
+            if set(value) != set(TERMS):
+                return f"needs exactly the keys {list(TERMS)}"
+            values = [value[t] for t in TERMS]
+            if any(not isinstance(v, (int, float)) or v < 0 for v in values) or sum(values) <= 0:
+                return "must be numbers >= 0 with a positive sum"
+        return None
 
     @property
     def weights(self) -> list[float]:
@@ -123,16 +127,36 @@ def list_train_configs() -> list[str]:
     return sorted(p.stem for p in TRAIN_CONFIG_DIR.glob("*.json"))
 
 
-def load_train_config(config, **overrides) -> TrainConfig:
+def load_train_config(config, *, flags: dict[str, str] | None = None, **overrides) -> TrainConfig:
     """A TrainConfig from a shipped name (``fast``), a JSON path, a dict or an instance, with
-    field overrides (``None`` values are ignored, so CLI options can pass through)."""
+    field overrides (``None`` values are ignored, so CLI options can pass through).
+
+    A bad override is blamed on itself, not on the config file: ``--batch-size 0: must be >= 1``
+    when ``flags`` maps the field to the command-line option it came from (``{"batch_size":
+    "--batch-size"}``), else ``batch_size=0: must be >= 1``."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    for name, value in overrides.items():
+        _check_override(name, value, (flags or {}).get(name))
     if isinstance(config, str) and not config.endswith(".json"):
         path = TRAIN_CONFIG_DIR / f"{config}.json"
         if not path.is_file():
             raise ConfigError(f"unknown training config {config!r}: use one of {list_train_configs()} or a JSON file")
         config = path
     return load_config(TrainConfig, config, **overrides)
+
+
+def _check_override(name: str, value, flag: str | None) -> None:
+    """ConfigError naming the flag (or keyword) when the override ``name=value`` is bad on its own."""
+    where = f"{flag} {value}" if flag else f"{name}={value!r}"
+    fields = TrainConfig.__dataclass_fields__
+    if name not in fields:
+        raise ConfigError(f"{where}: unknown TrainConfig field {name!r}; known fields are {sorted(fields)}")
+    hint = typing.get_type_hints(TrainConfig)[name]
+    if not _check_type(value, hint):
+        raise ConfigError(f"{where}: should be of type {getattr(hint, '__name__', hint)}")
+    problem = replace(TrainConfig(), **{name: value}).field_problem(name)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
 
 
 @dataclass

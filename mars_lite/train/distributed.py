@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import RunFolderError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -87,6 +89,19 @@ def gather_plain(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     parts = [torch.empty_like(tensor) for _ in range(info.world_size)]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts, 0)
+
+
+def share_error(info: DistInfo, error: BaseException | None) -> None:
+    """Raise ``error`` (an exception the main process hit before training, e.g. a refused run
+    folder) on every process: without this the others would wait at the next collective until
+    torchrun tears them down. Every process must call it; only the main one's ``error`` counts."""
+    if info.enabled:
+        message = [None if error is None else f"{type(error).__name__}: {error}"]
+        dist.broadcast_object_list(message, src=0)
+        if error is None and message[0] is not None:
+            raise RunFolderError(f"the main process (rank 0) stopped the run: {message[0]}")
+    if error is not None:
+        raise error
 
 
 def barrier(info: DistInfo) -> None:

@@ -35,9 +35,10 @@ from ..data import ImageDataset, ValRule
 from ..data.sources import open_dataset
 from ..data.splits import Split
 from ..method.modalities import caption, modality_id
+from ..errors import MarsLiteError
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(MarsLiteError, ValueError):
     """The training data cannot be used (empty folder, class without images, ...)."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import MarsLiteError
 from ..files import atomic_write
 
 STATE_FORMAT = "mars_lite.train_state/1"
@@ -24,6 +25,10 @@ STATE_FILE = "last_state.pt"
 LAST_CHECKPOINT = "last.safetensors"
 BEST_CHECKPOINT = "best.safetensors"
 HISTORY_FILE = "history.json"
+
+
+class ResumeError(MarsLiteError, FileNotFoundError):
+    """``--resume`` found no training state to continue from."""
 
 
 def capture_rng() -> dict:
@@ -63,8 +68,15 @@ def load_state(out_dir: str | Path) -> dict:
     """Read ``<out_dir>/last_state.pt`` with ``weights_only=True``; clear errors when absent or foreign."""
     path = Path(out_dir) / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"cannot resume: {path} does not exist (no earlier run wrote to {out_dir}); "
-                                "start without --resume")
+        found = [n for n in (LAST_CHECKPOINT, BEST_CHECKPOINT, HISTORY_FILE) if (Path(out_dir) / n).is_file()]
+        if found:  # the run died between its first checkpoint and its first state (e.g. a failed write)
+            weights = [n for n in found if n != HISTORY_FILE]
+            reuse = f", or start from its weights: a new --out with --init-checkpoint {Path(out_dir) / weights[0]}"
+            raise ResumeError(f"cannot resume: {out_dir} holds {', '.join(found)} but no {STATE_FILE} (the run "
+                              "stopped before it saved its training state, so it cannot continue); start it again "
+                              f"with --overwrite (overwrite=True){reuse if weights else ''}")
+        raise ResumeError(f"cannot resume: {path} does not exist (no earlier run wrote to {out_dir}); "
+                          "start without --resume")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except (RuntimeError, OSError, EOFError) as err:  # a damaged or non-torch file

@@ -12,10 +12,12 @@ AdamW (weight decay 0.1 on every parameter), 5% linear warm-up then a constant r
 precision on CUDA. Only seen classes are read; the best checkpoint is chosen on a held-out part
 of them. Files in ``out_dir``: ``last.safetensors`` and ``best.safetensors`` (load with
 ``mars_lite.load_model``), ``history.json`` (loss curves) and ``last_state.pt``
-(what ``resume=True`` / ``--resume`` continues from). Several processes:
+(what ``resume=True`` / ``--resume`` continues from); ``run.lock`` while a run writes. A folder that
+holds a run is refused unless ``--resume`` or ``--overwrite`` is given. Several processes:
 ``torchrun --nproc_per_node=N -m mars_lite.cli train ...`` (see :mod:`mars_lite.train.distributed`).
 Modules: ``rows`` (rows, split, samplers), ``frozen`` + ``fast_frozen/`` (frozen mode), ``full``
-(paper / layernorm), ``validation``, ``loop`` (epochs, checkpoints), ``state`` (resume), ``distributed``.
+(paper / layernorm), ``validation``, ``loop`` (epochs, checkpoints), ``state`` (resume), ``runfolder``
+(refuse to clobber a run; ``run.lock``), ``distributed``.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from .config import (
 from .rows import build_rows, check_no_unseen, make_sampler, seen_split
 from .distributed import DistInfo, barrier, init_distributed, process_device, shutdown
 from .loop import TrainingRun
+from .runfolder import claim_on_main, claim_run_folder
 from .state import BEST_CHECKPOINT, LAST_CHECKPOINT, load_state
 
 __all__ = ["TrainConfig", "TrainResult", "ensure_trained", "list_train_configs", "load_train_config", "train",
@@ -134,7 +137,8 @@ def _full_setup(model, rows, val_rows, cfg, dist, device):
 
 
 def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: bool = False,
-          progress: bool | None = None, verbose: bool = True, **overrides) -> TrainResult:
+          overwrite: bool = False, progress: bool | None = None, verbose: bool = True, on_error: str = "raise",
+          **overrides) -> TrainResult:
     """Train a model and write checkpoints to ``out_dir``.
 
     Args:
@@ -143,9 +147,13 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
             (``epochs=3``, ``max_steps=10`` ...).
         data_root: dataset folder, or a built-in name (``"mini_sbir"``, the default).
         out_dir: output folder (created). resume: continue the run saved in ``out_dir``.
+            overwrite: replace the run ``out_dir`` holds (its run files are deleted first).
+            Without either, a folder that holds a run is refused (``RunFolderError``), and so is
+            one another run is writing to (``run.lock``, see :mod:`mars_lite.train.runfolder`).
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         progress: tqdm bars (default: only on a terminal, never under CI / TQDM_DISABLE).
         verbose: print one line per epoch (main process).
+        on_error: ``"raise"`` (an unreadable image stops before training) or ``"skip"`` it.
     Returns:
         a :class:`TrainResult` (history for loss curves, checkpoint paths).
     """
@@ -154,43 +162,53 @@ def train(config="fast", data_root=None, out_dir=None, *, device=None, resume: b
         raise ValueError("train() needs out_dir (where checkpoints go)")
     cfg = load_train_config(config, **overrides)
     out_dir, data_root = Path(out_dir), resolve_data(data_root)
+    if resume and not out_dir.is_dir():
+        load_state(out_dir)  # raises: says that no earlier run wrote there
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     joined_here = not torch.distributed.is_initialized()
     dist = init_distributed(device)
+    try:
+        with claim_on_main(out_dir, dist, resume=resume, overwrite=overwrite):
+            result = _train_claimed(cfg, data_root, out_dir, device, dist, resume, progress, verbose, on_error)
+    finally:
+        if joined_here:
+            shutdown(dist)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _train_claimed(cfg, data_root, out_dir, device, dist, resume, progress, verbose, on_error) -> TrainResult:
+    """:func:`train` once the run folder is ours."""
     device = process_device(device, dist)
     log = _log_fn(verbose and dist.is_main)
     state = None
     if resume:
         state = load_state(out_dir)
         _check_resume_config(state["config"], cfg, out_dir)
-    try:
-        seed_everything(cfg.seed)
-        split = resolve_split(data_root, cfg.split)
-        parts = seen_split(data_root, split, cfg.val_fraction, cfg.val_seed)
-        rows = build_rows(_subsample(parts.train, cfg.max_images_per_class), parts.unseen)
-        val_rows = build_rows(parts.val, parts.unseen) if len(parts.val) else None
-        log(f"{cfg.mode} mode, {len(rows)} training rows of {len(parts.seen)} seen classes, "
-            f"{len(val_rows) if val_rows else 0} validation rows, {dist.world_size} process(es) on {device}")
-        # a fresh model from the config, or the one stored in init_checkpoint (never one that saw unseen classes)
-        model, info = open_model(cfg.model, pretrained=None if cfg.init_checkpoint else cfg.pretrained,
-                                 checkpoint=cfg.init_checkpoint, device=device)
-        if cfg.init_checkpoint is not None:
-            check_no_unseen(info["classes_seen"] or [], parts.unseen, f"the training classes of {cfg.init_checkpoint}")
-        if state is not None:
-            model.load_state_dict(state["model"], strict=False)
-        if cfg.mode == "frozen":
-            engine, validator, from_cache = _frozen_setup(model, rows, val_rows, cfg, dist, device, progress, log)
-        else:
-            (engine, validator), from_cache = _full_setup(model, rows, val_rows, cfg, dist, device), None
-        meta = {"classes_seen": list(parts.seen),
-                "extra": {"mode": cfg.mode, "split": parts.split_name, "unseen": list(parts.unseen),
-                          "val_rule": {"fraction": parts.val_rule.fraction, "salt": parts.val_rule.salt},
-                          "train_config": asdict(cfg)}}
-        result = _execute(model, engine, rows.labels, cfg, dist, out_dir, validator, meta, state, log, progress)
-    finally:
-        if joined_here:
-            shutdown(dist)
-    result.embeddings_from_cache, result.seconds = from_cache, time.perf_counter() - started
+    seed_everything(cfg.seed)
+    split = resolve_split(data_root, cfg.split)
+    parts = seen_split(data_root, split, cfg.val_fraction, cfg.val_seed, on_error=on_error)
+    rows = build_rows(_subsample(parts.train, cfg.max_images_per_class), parts.unseen)
+    val_rows = build_rows(parts.val, parts.unseen) if len(parts.val) else None
+    log(f"{cfg.mode} mode, {len(rows)} training rows of {len(parts.seen)} seen classes, "
+        f"{len(val_rows) if val_rows else 0} validation rows, {dist.world_size} process(es) on {device}")
+    # a fresh model from the config, or the one stored in init_checkpoint (never one that saw unseen classes)
+    model, info = open_model(cfg.model, pretrained=None if cfg.init_checkpoint else cfg.pretrained,
+                             checkpoint=cfg.init_checkpoint, device=device)
+    if cfg.init_checkpoint is not None:
+        check_no_unseen(info["classes_seen"] or [], parts.unseen, f"the training classes of {cfg.init_checkpoint}")
+    if state is not None:
+        model.load_state_dict(state["model"], strict=False)
+    if cfg.mode == "frozen":
+        engine, validator, from_cache = _frozen_setup(model, rows, val_rows, cfg, dist, device, progress, log)
+    else:
+        (engine, validator), from_cache = _full_setup(model, rows, val_rows, cfg, dist, device), None
+    meta = {"classes_seen": list(parts.seen),
+            "extra": {"mode": cfg.mode, "split": parts.split_name, "unseen": list(parts.unseen),
+                      "val_rule": {"fraction": parts.val_rule.fraction, "salt": parts.val_rule.salt},
+                      "train_config": asdict(cfg)}}
+    result = _execute(model, engine, rows.labels, cfg, dist, out_dir, validator, meta, state, log, progress)
+    result.embeddings_from_cache = from_cache
     return result
 
 
@@ -207,6 +225,7 @@ def _execute(model, engine, labels, cfg, dist, out_dir, validator, meta, state, 
         run.restore(state)
         log(f"resumed at epoch {run.epoch + 1}, step {run.global_step}")
     run.run()
+    engine.sync_model()  # the model holds the last weights also when no checkpoint was written (out_dir None)
     last = best = None
     if out_dir is not None:
         last, best = Path(out_dir) / LAST_CHECKPOINT, Path(out_dir) / BEST_CHECKPOINT
@@ -229,30 +248,36 @@ def _trained_with(path: Path) -> dict | None:
 def ensure_trained(config, data_root=None, out_dir=None, **options) -> Path:
     """The best (else last) checkpoint in ``out_dir`` when it was trained with exactly ``config``;
     otherwise train now (``options`` go to :func:`train`) and return the new one. Reusing a run only
-    when its recorded config equals the wanted one keeps a stale checkpoint from standing in."""
+    when its recorded config equals the wanted one keeps a stale checkpoint from standing in. ``out_dir``
+    is this function's cache: a run there with another config is replaced (``overwrite=True`` unless
+    ``options`` say otherwise); a run still writing there (``run.lock``) is refused."""
     cfg = load_train_config(config)
     wanted = json.loads(json.dumps(asdict(cfg)))
     out_dir = Path(out_dir)
     for path in (out_dir / BEST_CHECKPOINT, out_dir / LAST_CHECKPOINT):
         if path.is_file() and _trained_with(path) == wanted:
             return path
+    options.setdefault("overwrite", not options.get("resume", False))
     result = train(cfg, data_root, out_dir, **options)
     return result.best_checkpoint or result.last_checkpoint
 
 
 def train_on_embeddings(model, image_embeds: torch.Tensor, caption_embeds: torch.Tensor, caption_index,
-                        image_ids, caption_ids, labels, config="frozen", *, out_dir=None,
+                        image_ids, caption_ids, labels, config="frozen", *, out_dir=None, overwrite: bool = False,
                         classes_seen=None, verbose: bool = False, progress: bool | None = None,
                         **overrides) -> TrainResult:
     """Frozen-mode training of ``model``'s M and classifier on embeddings you already have.
 
     Args:
-        model: a MarsModel; its modality vectors and classifier are trained in place.
+        model: a MarsModel; its modality vectors and classifier are trained in place: after the
+            call they hold the weights of the last step (``last.safetensors`` when ``out_dir`` is given;
+            ``best.safetensors`` / ``result.best_epoch`` name the epoch with the lowest training loss).
         image_embeds: (N, D) image embeddings z_v; caption_embeds: (C, D) caption embeddings.
         caption_index, image_ids, caption_ids: (N,) int64 per row (see ``frozen_loss.CachedPairs``).
         labels: N class names (for the class-balanced sampler).
         config / overrides: a TrainConfig as in :func:`train` (``mode`` is forced to ``frozen``).
         out_dir: where checkpoints and history go; None writes nothing. No validation is run.
+            A folder that holds a run is refused unless ``overwrite`` (as in :func:`train`).
     """
     from .fast_frozen.loss import CachedPairs
     from .frozen import FrozenEngine
@@ -264,4 +289,8 @@ def train_on_embeddings(model, image_embeds: torch.Tensor, caption_embeds: torch
     engine = FrozenEngine(model, pairs, cfg.weights, cfg.lr, cfg.weight_decay, threads=cfg.frozen_threads,
                           prefetch=cfg.frozen_prefetch)
     meta = {"classes_seen": sorted(set(classes_seen or labels)), "extra": {"mode": "frozen", "train_config": asdict(cfg)}}
-    return _execute(model, engine, list(labels), cfg, DistInfo(), out_dir, None, meta, None, _log_fn(verbose), progress)
+    if out_dir is None:
+        return _execute(model, engine, list(labels), cfg, DistInfo(), None, None, meta, None, _log_fn(verbose), progress)
+    with claim_run_folder(out_dir, overwrite=overwrite):
+        return _execute(model, engine, list(labels), cfg, DistInfo(), out_dir, None, meta, None, _log_fn(verbose),
+                        progress)
