@@ -3,10 +3,22 @@
 A cache entry is a folder ``<cache_dir>/<model key>/<item-set key>/`` holding
 ``embeddings.safetensors`` (the (N, D) float32 L2-normalised CLIP image embeddings z_v, in item
 order) and ``manifest.json`` (model config, backbone weights fingerprint, preprocessing, and per
-item: path, modality, label, row, size and mtime). The model key changes with the weights or the
-preprocessing; the item-set key with the list of files. Within an entry, a manifest that does not
-match the files on disk (a file was replaced or touched) means the cache is stale and is
-recomputed — never silently reused.
+item: path, modality, label, row, size, mtime and a content fingerprint; and the sha256, shape and
+dtype of the embeddings file). The model key changes with the weights or the preprocessing; the
+item-set key with the list of files. Within an entry, a manifest that does not match the files on
+disk (a file was replaced, rewritten or touched) means the cache is stale and is recomputed —
+never silently reused.
+
+The embeddings file is bound to its manifest: on reading, its sha256, shape (count, dim), dtype
+(float32) and finiteness are checked. An entry that fails (another file copied in, other rows or
+width, NaN) is, being a cache, recomputed and overwritten with a warning naming the entry;
+``load_embedding_set`` (an explicit read) raises ``EmbeddingCacheError`` instead.
+
+Content fingerprint (``content_fingerprint``): blake2b of the whole file up to 128 KiB, else of
+its first and last 64 KiB, read once per file. Images are small, so this is a full hash of nearly
+every image: the manifest records of the built-in mini_sbir (1,320 images, 3.5 MB, all < 128 KiB)
+take ~43 ms instead of ~32 ms for paths, sizes and mtimes alone (warm page cache). For bigger
+files (QuickDraw arrays) a change in the middle that keeps size and mtime goes unseen.
 
 Embeddings are the *original* ones; the retrieval kinds (converted, semantic) are applied on
 top with ``MarsModel.retrieval_embedding`` because they depend on the modality vectors, which
@@ -16,18 +28,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensors, save_file
 
+from .errors import MarsLiteError
 from .files import atomic_write
 from .settings import progress_enabled
 
-FORMAT = "mars_lite.embeddings/1"
+FORMAT = "mars_lite.embeddings/2"  # /2: item content fingerprints, embeddings file bound by sha256
+EMBEDDINGS_FILE = "embeddings.safetensors"
+FINGERPRINT_BLOCK = 64 * 1024
+
+
+class EmbeddingCacheError(MarsLiteError, ValueError):
+    """A cache entry's embeddings file does not match its manifest (replaced, damaged, not finite)."""
 
 
 @dataclass
@@ -74,12 +95,34 @@ def backbone_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
-def _item_record(item) -> dict:
-    # Resolved, so that a relative and an absolute path to the same data share one entry.
-    path = Path(item.path).resolve()
-    stat = path.stat()
-    return {"path": str(path), "modality": item.modality, "label": item.label,
-            "row": getattr(item, "index", None), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def content_fingerprint(path: str | Path, size: int) -> str:
+    """blake2b (128 bit) of a file of ``size`` bytes: all of it up to 2 blocks, else first + last block."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        if size <= 2 * FINGERPRINT_BLOCK:
+            digest.update(handle.read())
+        else:
+            digest.update(handle.read(FINGERPRINT_BLOCK))
+            handle.seek(-FINGERPRINT_BLOCK, os.SEEK_END)
+            digest.update(handle.read(FINGERPRINT_BLOCK))
+    return digest.hexdigest()
+
+
+def _item_records(items) -> list[dict]:
+    """Manifest record of each item; a file shared by many items (rows of an array) is read once."""
+    fingerprints: dict[tuple, str] = {}
+    records = []
+    for item in items:
+        # Resolved, so that a relative and an absolute path to the same data share one entry.
+        path = Path(item.path).resolve()
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in fingerprints:
+            fingerprints[key] = content_fingerprint(path, stat.st_size)
+        records.append({"path": str(path), "modality": item.modality, "label": item.label,
+                        "row": getattr(item, "index", None), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                        "content": fingerprints[key]})
+    return records
 
 
 def _sha(payload) -> str:
@@ -146,7 +189,7 @@ def embed_items(model, items: Sequence, cache_dir: str | Path | None = None, *, 
     Returns:
         an EmbeddingSet with ``from_cache`` telling whether the cache was used.
     """
-    records = [_item_record(it) for it in items]
+    records = _item_records(items)
     manifest = {"format": FORMAT, **model_manifest(model), "count": len(records), "items": records}
     callback = _tqdm_progress(len(items), "embedding") if progress is True else (progress or None)
     if cache_dir is None:
@@ -156,8 +199,11 @@ def embed_items(model, items: Sequence, cache_dir: str | Path | None = None, *, 
     set_key = _sha([(r["path"], r["row"], r["modality"], r["label"]) for r in records])
     entry = Path(cache_dir) / model_key / set_key
     cached = _read_entry(entry)
-    if cached is not None and cached[1] == manifest:
-        return _from_records(cached[0], records, manifest, from_cache=True, location=entry)
+    if cached is not None and _describes(cached[1], manifest):
+        emb, problem = cached[0], check_entry(entry, *cached)
+        if problem is None:
+            return _from_records(emb, records, manifest, from_cache=True, location=entry)
+        warnings.warn(f"embedding cache {entry}: {problem}; recomputing it", stacklevel=2)
     emb = compute_embeddings(model, items, batch_size=batch_size, progress=callback)
     save_embedding_set(_from_records(emb, records, manifest, from_cache=False), entry)
     return _from_records(emb, records, manifest, from_cache=False, location=entry)
@@ -168,16 +214,42 @@ def _from_records(emb, records, manifest, from_cache, location=None) -> Embeddin
                         [r["modality"] for r in records], manifest, from_cache, location)
 
 
+def _describes(stored: dict, wanted: dict) -> bool:
+    """Whether a stored manifest is the one ``embed_items`` would write (less the file binding)."""
+    return {k: v for k, v in stored.items() if k != "embeddings_file"} == wanted
+
+
 def _read_entry(entry: Path):
-    """(embeddings, manifest) of a cache entry, or None when absent or unreadable."""
-    if not (entry / "manifest.json").is_file() or not (entry / "embeddings.safetensors").is_file():
+    """(embeddings, manifest, sha256 of the embeddings file) of a cache entry, or None when absent or
+    unreadable. The file is read once, so the hash is of the bytes the tensor came from."""
+    if not (entry / "manifest.json").is_file() or not (entry / EMBEDDINGS_FILE).is_file():
         return None
     try:
         manifest = json.loads((entry / "manifest.json").read_text())
-        emb = load_file(str(entry / "embeddings.safetensors"))["embeddings"]
+        data = (entry / EMBEDDINGS_FILE).read_bytes()
+        emb = load_tensors(data)["embeddings"]
     except (OSError, ValueError, KeyError, SafetensorError):
         return None  # a damaged entry is recomputed and overwritten
-    return emb, manifest
+    if not isinstance(manifest, dict):
+        return None
+    return emb, manifest, hashlib.sha256(data).hexdigest()
+
+
+def check_entry(entry: Path, emb: torch.Tensor, manifest: dict, sha256: str) -> str | None:
+    """What is wrong with an entry's embeddings file against its manifest, or None when it matches:
+    the sha256 recorded at writing, shape (count, dim), float32, every value finite."""
+    bound = manifest.get("embeddings_file") or {}
+    path = entry / EMBEDDINGS_FILE
+    if bound.get("sha256") != sha256:
+        return f"{path} is not the file written with manifest.json (sha256 differs)"
+    expected = [manifest.get("count", len(manifest.get("items", []))), manifest.get("dim", emb.shape[-1])]
+    if list(emb.shape) != expected or list(bound.get("shape", [])) != expected:
+        return f"{path} holds {tuple(emb.shape)} embeddings, the manifest describes {tuple(expected)}"
+    if emb.dtype != torch.float32 or bound.get("dtype") != "float32":
+        return f"{path} holds {emb.dtype} embeddings, expected float32"
+    if not bool(torch.isfinite(emb).all()):
+        return f"{path} holds non-finite values (NaN or inf)"
+    return None
 
 
 def save_embedding_set(es: EmbeddingSet, folder: str | Path) -> Path:
@@ -190,22 +262,32 @@ def save_embedding_set(es: EmbeddingSet, folder: str | Path) -> Path:
     manifest = dict(es.manifest)
     manifest.setdefault("items", [{"path": p, "modality": m, "label": y, "row": None}
                                   for p, m, y in zip(es.paths, es.modalities, es.labels)])
-    atomic_write(folder / "embeddings.safetensors",
-                 lambda tmp: save_file({"embeddings": es.embeddings.contiguous().float()}, tmp))
+    emb = es.embeddings.contiguous().float()
+
+    def write(tmp) -> None:
+        save_file({"embeddings": emb}, tmp)
+        # hashed before the move: a concurrent writer's file then fails the check (recomputed)
+        manifest["embeddings_file"] = {"sha256": hashlib.sha256(Path(tmp).read_bytes()).hexdigest(),
+                                       "shape": list(emb.shape), "dtype": "float32"}
+    atomic_write(folder / EMBEDDINGS_FILE, write)
     atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest)))
     return folder
 
 
 def load_embedding_set(folder: str | Path) -> EmbeddingSet:
-    """Read an entry written by :func:`save_embedding_set` (no staleness check: see embed_items)."""
+    """Read an entry written by :func:`save_embedding_set`; ``EmbeddingCacheError`` if its embeddings
+    file does not match the manifest (the images are not checked: see embed_items)."""
     folder = Path(folder)
     cached = _read_entry(folder)
     if cached is None:
         raise FileNotFoundError(f"{folder} holds no readable embedding cache (embeddings.safetensors + "
                                 "manifest.json); create one with 'mars-lite embed'")
-    emb, manifest = cached
+    emb, manifest, sha256 = cached
     if manifest.get("format") != FORMAT or len(manifest.get("items", [])) != len(emb):
-        raise ValueError(f"{folder}: manifest does not describe the stored embeddings; re-run 'mars-lite embed'")
+        raise EmbeddingCacheError(f"{folder}: manifest does not describe the embeddings; re-run 'mars-lite embed'")
+    problem = check_entry(folder, emb, manifest, sha256)
+    if problem is not None:
+        raise EmbeddingCacheError(f"{problem}; re-run 'mars-lite embed' to recompute it")
     return _from_records(emb, manifest["items"], manifest, from_cache=True, location=folder)
 
 

@@ -94,3 +94,62 @@ def test_bad_files_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="backbone"):
         trainable_state(create_model("tiny")[0], "everything")
 
+
+
+# ------------------------------------------------------------------ incomplete or broken files
+def _rewrite(src, dst, drop=(), add=None, metadata=None):
+    """Copy checkpoint ``src`` to ``dst`` without the ``drop`` tensors, plus ``add``, with ``metadata``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(str(src), framework="pt") as handle:
+        meta = handle.metadata()
+    tensors = {k: v for k, v in load_file(str(src)).items() if k not in drop}
+    tensors.update(add or {})
+    save_file(tensors, str(dst), metadata=meta if metadata is None else metadata)
+    return dst
+
+
+def test_a_checkpoint_missing_half_its_tensors_is_refused(tmp_path):
+    import mars_lite
+    from mars_lite.errors import MarsLiteError
+    torch.manual_seed(0)
+    model, _ = create_model("tiny")           # random init: the file holds every tensor
+    full = save_checkpoint(model, tmp_path / "full.safetensors", classes_seen=["cat"])
+    keys = sorted(trainable_state(model, "full"))
+    half = _rewrite(full, tmp_path / "half.safetensors", drop=keys[::2])
+    with pytest.raises(MarsLiteError, match="half.safetensors") as info:
+        mars_lite.load_model(half)
+    message = str(info.value)
+    assert f"missing {len(keys[::2])} tensor(s)" in message and keys[0] in message
+    mars_lite.load_model(full)                # the complete file still loads
+
+
+def test_frozen_checkpoint_needs_exactly_m_and_the_classifier(tmp_path):
+    from mars_lite.method.checkpoint import CheckpointError
+    model = _model_from_weight_file(tmp_path)
+    path = save_checkpoint(model, tmp_path / "frozen.safetensors", classes_seen=["cat"], backbone="none")
+    load_checkpoint(path)                     # backbone rebuilt from its weight file: nothing missing
+    short = _rewrite(path, tmp_path / "short.safetensors", drop=["discriminator.bias"])
+    with pytest.raises(CheckpointError, match=r"short.safetensors.*missing 1 tensor\(s\) \(discriminator.bias\)"):
+        load_checkpoint(short)
+    extra = _rewrite(path, tmp_path / "extra.safetensors", add={"clip.visual.bogus": torch.zeros(2)})
+    with pytest.raises(CheckpointError, match=r"1 unexpected tensor\(s\) \(clip.visual.bogus\)"):
+        load_checkpoint(extra)
+    wrong = _rewrite(path, tmp_path / "wrong.safetensors", add={"discriminator.bias": torch.zeros(7)})
+    with pytest.raises(CheckpointError, match="discriminator.bias: \\(7,\\)"):
+        load_checkpoint(wrong)
+
+
+@pytest.mark.parametrize("raw, problem", [("{not json", "not valid JSON"),
+                                          ('{"format": "mars_lite.checkpoint/1"}', "missing fields"),
+                                          ("[1, 2]", "not a JSON object")])
+def test_broken_metadata_names_the_file(tmp_path, raw, problem):
+    from mars_lite.method.checkpoint import CheckpointError
+    model, _ = create_model("tiny")
+    path = save_checkpoint(model, tmp_path / "ok.safetensors", classes_seen=["cat"])
+    broken = _rewrite(path, tmp_path / "broken.safetensors", metadata={"mars_lite": raw})
+    with pytest.raises(CheckpointError, match="broken.safetensors") as info:
+        read_checkpoint(broken)
+    assert problem in str(info.value)
+    if problem == "missing fields":
+        assert "backbone_saved" in str(info.value) and "model_config" in str(info.value)

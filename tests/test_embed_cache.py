@@ -83,3 +83,75 @@ def test_embed_texts_matches_encode_text(tiny_model):
     out = embed_texts(tiny_model, texts, batch_size=2)
     with torch.no_grad():
         assert torch.allclose(out, tiny_model.encode_text(texts), atol=1e-6)
+
+
+# ------------------------------------------------------------------ the cache is bound to its files
+def _forge(entry, embeddings, rebind: bool):
+    """Replace an entry's embeddings file; with ``rebind`` also record its sha256 in the manifest
+    (as a careless copy of both files would), so that the shape/dtype/finite checks must catch it."""
+    import hashlib
+    import json
+    from safetensors.torch import save_file
+    path = entry / "embeddings.safetensors"
+    save_file({"embeddings": embeddings}, str(path))
+    if rebind:
+        manifest = json.loads((entry / "manifest.json").read_text())
+        manifest["embeddings_file"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        (entry / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("rebind", [False, True])
+@pytest.mark.parametrize("forgery", ["other rows", "other width", "nan", "float64"])
+def test_a_replaced_embeddings_file_is_recomputed_with_a_warning(tiny_model, small_tree, tmp_path, forgery, rebind):
+    from mars_lite.embed import EmbeddingCacheError
+    cache = tmp_path / "cache"
+    first = embed_items(tiny_model, folder_dataset(small_tree), cache)
+    (entry,) = [p.parent for p in cache.rglob("manifest.json")]
+    fake = {"other rows": first.embeddings.flip(0), "other width": first.embeddings[:, :32].contiguous(),
+            "nan": first.embeddings.clone().fill_(float("nan")), "float64": first.embeddings.double()}[forgery]
+    _forge(entry, fake, rebind)
+    if forgery == "other rows" and rebind:
+        # same shape, finite, recorded sha256: indistinguishable from a real entry by design
+        assert embed_items(tiny_model, folder_dataset(small_tree), cache).from_cache
+        return
+    with pytest.raises(EmbeddingCacheError, match="embeddings.safetensors"):
+        load_embedding_set(entry)
+    with pytest.warns(UserWarning, match=f"embedding cache {entry}.*recomputing"):
+        again = embed_items(tiny_model, folder_dataset(small_tree), cache)
+    assert not again.from_cache and torch.equal(again.embeddings, first.embeddings)
+    assert embed_items(tiny_model, folder_dataset(small_tree), cache).from_cache   # rewritten, whole again
+    assert torch.equal(load_embedding_set(entry).embeddings, first.embeddings)
+
+
+def test_an_image_rewritten_with_same_size_and_mtime_is_seen(tiny_model, small_tree, tmp_path):
+    cache = tmp_path / "cache"
+    first = embed_items(tiny_model, folder_dataset(small_tree), cache)
+    files = sorted((small_tree / "photo" / "camel").iterdir())
+    victim = max(files, key=lambda p: p.stat().st_size)
+    donor = min(files, key=lambda p: p.stat().st_size)
+    stat = victim.stat()
+    # another picture, padded after its end marker to the same size, with the old mtime put back
+    victim.write_bytes(donor.read_bytes().ljust(stat.st_size, b"\0"))
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert victim.stat().st_size == stat.st_size and victim.stat().st_mtime_ns == stat.st_mtime_ns
+    again = embed_items(tiny_model, folder_dataset(small_tree), cache)
+    assert not again.from_cache
+    row = again.paths.index(str(victim.resolve()))
+    assert not torch.allclose(again.embeddings[row], first.embeddings[row])
+
+
+def test_content_fingerprint_reads_small_files_whole_and_head_and_tail_of_big_ones(tmp_path):
+    from mars_lite.embed import FINGERPRINT_BLOCK, content_fingerprint
+
+    def fingerprint(data: bytes, changed_at: int) -> tuple[str, str]:
+        path = tmp_path / "f.bin"
+        path.write_bytes(data)
+        before = content_fingerprint(path, len(data))
+        path.write_bytes(data[:changed_at] + b"y" + data[changed_at + 1:])
+        return before, content_fingerprint(path, len(data))
+
+    small = b"x" * (2 * FINGERPRINT_BLOCK)          # every image of mini_sbir is smaller
+    big = b"x" * (3 * FINGERPRINT_BLOCK)
+    assert len(set(fingerprint(small, len(small) // 2))) == 2      # whole file: a middle byte counts
+    assert len(set(fingerprint(big, 10))) == 2 and len(set(fingerprint(big, len(big) - 1))) == 2
+    assert len(set(fingerprint(big, len(big) // 2))) == 1          # the documented blind spot

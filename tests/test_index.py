@@ -159,3 +159,128 @@ def test_cli_builds_saves_and_prints_recall(tmp_path, capsys, tiny):
     assert recall["k"] == 10 and all(0.0 <= recall[k] <= 1.0 for k in GALLERY_KIND)
     loaded.check_model(tiny)  # the CLI's seeded random-init model equals open_model("tiny", seed=0)
     assert main(["index"]) == 2
+
+
+# ------------------------------------------------------------------ nothing lost, nothing mixed
+def _small_index(tiny, unseen_gallery, rows: slice = slice(0, 40), approximate: bool = True) -> GalleryIndex:
+    index, _, _ = unseen_gallery
+    part = GalleryIndex({k: v[rows] for k, v in index.vectors.items()}, index.modality_embeddings,
+                        index.paths[rows], index.labels[rows], index.meta)
+    if approximate:
+        part.build_approximate("hnsw")
+    return part
+
+
+def test_a_killed_rebuild_leaves_the_old_index_whole(tiny, unseen_gallery, tmp_path, monkeypatch):
+    import faiss
+    old = _small_index(tiny, unseen_gallery, slice(0, 40))
+    old.save(tmp_path / "ix")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ix").iterdir()}
+    new = _small_index(tiny, unseen_gallery, slice(40, 100))
+
+    def killed(*_args):  # the process dies after vectors.safetensors of the new build is written
+        raise KeyboardInterrupt
+    monkeypatch.setattr(faiss, "write_index", killed)
+    with pytest.raises(KeyboardInterrupt):
+        new.save(tmp_path / "ix")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ix").iterdir()} == before
+    loaded = GalleryIndex.load(tmp_path / "ix")
+    assert loaded.paths == old.paths and torch.equal(loaded.vectors["original"], old.vectors["original"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]   # the half build was removed
+
+    # a build folder left by a process that really died (no cleanup) goes with the next save
+    (tmp_path / ".ix.building-999999999").mkdir()
+    (tmp_path / ".ix.building-999999999" / "vectors.safetensors").write_bytes(b"half")
+    new.save(tmp_path / "ix")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]
+    assert GalleryIndex.load(tmp_path / "ix").paths == new.paths
+
+
+def test_files_of_another_build_are_refused(tiny, unseen_gallery, tmp_path):
+    import shutil
+    from mars_lite.search.index_files import IndexFileError
+    _small_index(tiny, unseen_gallery, slice(0, 40)).save(tmp_path / "a")
+    _small_index(tiny, unseen_gallery, slice(40, 80)).save(tmp_path / "b")
+    json_record = json.loads((tmp_path / "a" / "index.json").read_text())
+    assert set(json_record["sha256"]) == {"vectors.safetensors", "faiss_original.index", "faiss_semantic.index"}
+    for name, donor in (("vectors.safetensors", "b"), ("faiss_semantic.index", "b")):
+        mixed = tmp_path / f"mixed_{name}"
+        shutil.copytree(tmp_path / "a", mixed)
+        shutil.copy(tmp_path / donor / name, mixed / name)
+        with pytest.raises(IndexFileError, match=f"{name} is not the file this index was built with") as info:
+            GalleryIndex.load(mixed)
+        assert "mars-lite index build" in str(info.value)
+    (tmp_path / "a" / "faiss_original.index").unlink()
+    with pytest.raises(IndexFileError, match="faiss_original.index is missing"):
+        GalleryIndex.load(tmp_path / "a")
+    GalleryIndex.load(tmp_path / "a", approximate=False)   # the exact part is still whole
+
+
+def test_a_kill_between_the_renames_points_to_the_old_index(tiny, unseen_gallery, tmp_path):
+    _small_index(tiny, unseen_gallery, approximate=False).save(tmp_path / "ix")
+    (tmp_path / "ix").rename(tmp_path / ".ix.old-999999999")   # the state such a kill leaves
+    with pytest.raises(FileNotFoundError, match=r"previous index at .*\.ix\.old-999999999"):
+        GalleryIndex.load(tmp_path / "ix")
+
+
+def test_save_never_clobbers_a_folder_of_other_files(tiny, unseen_gallery, tmp_path):
+    from mars_lite.search.index_files import IndexFolderError
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"precious")
+    index = _small_index(tiny, unseen_gallery, approximate=False)
+    with pytest.raises(IndexFolderError, match="holds other files"):
+        index.save(other)
+    assert [p.name for p in other.iterdir()] == ["holiday.jpg"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(IndexFolderError, match="not a folder"):
+        index.save(tmp_path / "file")
+    with pytest.raises(IndexFolderError, match="is a file"):
+        index.save(tmp_path / "file" / "ix")
+    (tmp_path / "empty").mkdir()
+    index.save(tmp_path / "empty")   # an empty folder is fine
+    assert len(GalleryIndex.load(tmp_path / "empty")) == 40
+
+
+def test_an_index_of_the_old_format_asks_for_a_rebuild(tiny, unseen_gallery, tmp_path):
+    from mars_lite.search.index_files import IndexFileError
+    _small_index(tiny, unseen_gallery, approximate=False).save(tmp_path / "ix")
+    record = json.loads((tmp_path / "ix" / "index.json").read_text())
+    record["format"] = "mars_lite.index/1"
+    del record["sha256"]
+    (tmp_path / "ix" / "index.json").write_text(json.dumps(record))
+    with pytest.raises(IndexFileError, match="rebuild"):
+        GalleryIndex.load(tmp_path / "ix")
+
+
+@pytest.mark.parametrize("flag", ["--k", "--nlist", "--nprobe"])
+@pytest.mark.parametrize("value", ["0", "-3", "ten"])
+def test_cli_numeric_options_name_the_flag(tmp_path, capsys, flag, value):
+    from mars_lite.cli import main
+    with pytest.raises(SystemExit) as info:
+        main(["index", "build", "--out", str(tmp_path / "ix"), flag, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and value in err and "Traceback" not in err
+    assert not (tmp_path / "ix").exists()
+
+
+def test_cli_checks_out_before_the_work(tmp_path, capsys, monkeypatch):
+    from mars_lite.cli import main
+    import mars_lite.cli.index as cli_index
+    monkeypatch.setattr(cli_index, "open_model", lambda *a, **k: pytest.fail("work started before --out check"))
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("keep")
+    for out in (tmp_path / "file" / "ix", tmp_path / "busy"):
+        assert main(["index", "build", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(out) in err and "cannot write an index" in err
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "keep"
+
+
+def test_search_refuses_k_below_one(unseen_gallery):
+    index, _, _ = unseen_gallery
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        index.search(index.vectors["original"][:1], "original", k=0)

@@ -47,3 +47,22 @@ def test_a_missing_checkpoint_is_named(tmp_path):
                                              ("default", DEFAULT), ("openai", "openai"), ("/w/x.bin", "/w/x.bin")])
 def test_one_parser_of_weight_sources(value, expected):
     assert parse_pretrained(value) == expected
+
+
+@pytest.mark.parametrize("name", ["missing.safetensors", "runs/x/best.pt", "runs/nothing"])
+def test_a_missing_checkpoint_path_is_not_an_unknown_model(tmp_path, name):
+    from mars_lite.errors import MarsLiteError
+    for call in (mars_lite.load_model, mars_lite.open_model):
+        with pytest.raises(MarsLiteError, match=f"checkpoint {name} does not exist") as info:
+            call(name)
+        assert isinstance(info.value, FileNotFoundError)
+
+
+def test_cli_names_a_missing_checkpoint_in_one_line(tmp_path, capsys):
+    from mars_lite.cli.main import main
+    status = main(["evaluate", "--checkpoint", "missing.safetensors", "--data", "mini_sbir",
+                   "--out", str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    assert status != 0
+    assert err.count("\n") == 1 and "missing.safetensors" in err and "Traceback" not in err
+    assert "unknown model" not in err

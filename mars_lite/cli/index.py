@@ -9,8 +9,20 @@ from pathlib import Path
 
 from ..method.loading import open_model
 from ..search.index import GALLERY_KIND, gallery_dataset, photo_index_from_items, sketch_queries
+from ..search.index_files import check_destination
 from ..settings import embeddings_cache_dir
-from .options import add_data_argument, add_model_arguments
+from .options import add_data_argument, add_model_arguments, add_on_error_argument
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def configure_cli(parser: argparse.ArgumentParser) -> None:
@@ -21,25 +33,27 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
                                "build exact + approximate search and save them to --out.")
     add_model_arguments(build, default_model="tiny")
     add_data_argument(build, default="mini_sbir")
+    add_on_error_argument(build)
     build.add_argument("--benchmark", choices=("sketchy", "tuberlin", "quickdraw"),
                        help="read --data as this benchmark's layout")
     build.add_argument("--split", help="keep only this zero-shot split's unseen classes (e.g. sketchy_split2)")
     build.add_argument("--out", type=Path, required=True, help="folder to write the index into")
     build.add_argument("--approximate", choices=("auto", "ivf", "hnsw", "none"), default="auto",
                        help="faiss index to add (auto: ivf from 50,000 photos, else hnsw)")
-    build.add_argument("--nlist", type=int, help="IVF cells (default ~4 sqrt(N))")
-    build.add_argument("--nprobe", type=int, help="IVF cells visited per query")
-    build.add_argument("--k", type=int, default=10, help="k of the printed recall@k (default: %(default)s)")
+    build.add_argument("--nlist", type=positive_int, help="IVF cells (default ~4 sqrt(N))")
+    build.add_argument("--nprobe", type=positive_int, help="IVF cells visited per query")
+    build.add_argument("--k", type=positive_int, default=10, help="k of the printed recall@k (default: %(default)s)")
     build.add_argument("--cache", help="embedding cache folder ('none' to skip; default: <artifacts>/embeddings)")
     build.set_defaults(func=_run_build)
     parser.set_defaults(func=lambda _args: (parser.print_help(file=sys.stderr), 2)[1])
 
 
 def _run_build(args: argparse.Namespace) -> int:
+    check_destination(args.out)  # a bad --out fails now, not after the embedding work
     start = time.perf_counter()
     model, _ = open_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device,
                           seed=args.seed)
-    dataset = gallery_dataset(args.data, args.benchmark, args.split)
+    dataset = gallery_dataset(args.data, args.benchmark, args.split, args.on_error)
     cache = None if args.cache == "none" else (args.cache or embeddings_cache_dir())
     index = photo_index_from_items(model, dataset, cache, progress=True,
                                    meta={"data": str(args.data), "benchmark": args.benchmark, "split": args.split,

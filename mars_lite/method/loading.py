@@ -21,6 +21,21 @@ from .model import MarsModel, create_model, get_model_config
 
 DEFAULT = "default"
 _RANDOM = ("none", "None", "random", "")
+# a source ending so (or holding a path separator, and not a .json config) names a checkpoint file
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
+
+
+def is_checkpoint_path(source: str | os.PathLike) -> bool:
+    """Whether a model source names a checkpoint file rather than a config name.
+
+    Config names (``tiny``, open_clip architectures) hold no path separator; a JSON config file
+    ends with ``.json``. Anything else path-like is read as a checkpoint, so that a mistyped
+    checkpoint path is reported as a missing file, not as an "unknown model".
+    """
+    text = os.fspath(source)
+    if text.endswith(".json"):
+        return False
+    return text.endswith(CHECKPOINT_SUFFIXES) or "/" in text or os.sep in text
 
 
 def parse_pretrained(value: str | os.PathLike | None) -> str | None:
@@ -65,8 +80,9 @@ def open_model(source: MarsModel | str | os.PathLike = "tiny", *, pretrained: st
     """A model for any workflow, and what it is.
 
     Args:
-        source: a ``MarsModel`` (returned as is), a checkpoint file (``.safetensors``), or a model
-            config name (``tiny``, ``ViT-B-32``, ...; see ``create_model``).
+        source: a ``MarsModel`` (returned as is), a checkpoint file (``.safetensors``; any path
+            that is not a ``.json`` config, see ``is_checkpoint_path``), or a model config name
+            (``tiny``, ``ViT-B-32``, ...; see ``create_model``).
         pretrained: weight source for a config name (``"default"``: the config's own); with a
             checkpoint, an override of its recorded weights (``"default"``/``None``: as recorded).
         checkpoint: a checkpoint to load instead of ``source`` (then ``source`` is ignored).
@@ -74,14 +90,14 @@ def open_model(source: MarsModel | str | os.PathLike = "tiny", *, pretrained: st
             this seed without touching the global RNG, so every caller gets the same model.
     Returns:
         ``(model, info)`` with ``info`` as ``model_info``.
+    Raises:
+        checkpoint.CheckpointNotFoundError (a MarsLiteError and FileNotFoundError): the checkpoint
+            path names no file; checkpoint.CheckpointError: not a complete mars_lite checkpoint.
     """
     if isinstance(source, MarsModel) and checkpoint is None:
         return source, model_info(source)
-    if checkpoint is None and str(source).endswith(".safetensors"):
+    if checkpoint is None and is_checkpoint_path(source):
         checkpoint = source
-    if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; pass a .safetensors file written "
-                                "by 'mars-lite train' (best.safetensors or last.safetensors)")
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)

@@ -13,8 +13,11 @@ gallery would no longer match its queries). The query side applies
 ``MarsModel.retrieval_embedding(z_sketch, "sketch", kind)`` and searches ``GALLERY_KIND[kind]``.
 
 Search is exact by default (chunked matmul + topk, see ``search.py``); ``build_approximate``
-adds faiss indexes for huge galleries. On disk: ``index.json`` (paths, labels, metadata),
-``vectors.safetensors`` and ``faiss_<kind>.index``, each written atomically.
+adds faiss indexes for huge galleries. On disk: ``index.json`` (paths, labels, metadata, and the
+sha256 of every other file), ``vectors.safetensors`` and ``faiss_<kind>.index``. A save builds the
+whole folder beside the target (``.<name>.building-<pid>``) and swaps it in by renames, so a killed
+build leaves the previous index whole; loading checks each file against its recorded sha256, so a
+folder mixing files of two indexes is refused rather than searched (see ``index_files.py``).
 
 ``mars-lite index build --model ... [--checkpoint ...] --data DIR --out DIR`` builds one from a
 folder (or a benchmark's unseen photos) and prints the approximate index's recall@10.
@@ -29,15 +32,18 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..errors import MarsLiteError
 from ..files import atomic_write
+from .index_files import IndexFileError, check_sha256, install_folder, missing_index_message, sha256_file
 from .topk import SearchResult, build_faiss_index, exact_topk, faiss_search, recall_at_k
 
-FORMAT = "mars_lite.index/1"
+# /2: index.json records the sha256 of the vector and faiss files (/1 did not: refused, rebuild)
+FORMAT = "mars_lite.index/2"
 GALLERY_KIND = {"original": "original", "converted": "original", "semantic": "semantic"}
 STORED_KINDS = ("original", "semantic")
 
 
-class ModelMismatchError(ValueError):
+class ModelMismatchError(MarsLiteError, ValueError):
     """An index was built with other modality vectors or another backbone than the query model."""
 
 
@@ -131,6 +137,8 @@ class GalleryIndex:
 
         ``approximate=True`` uses the faiss index of that kind (build or load it first).
         """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         if queries.dim() == 1:
             queries = queries.unsqueeze(0)
         stored = GALLERY_KIND.get(kind)
@@ -157,36 +165,60 @@ class GalleryIndex:
 
     # ------------------------------------------------------------------ files
     def save(self, folder: str | Path) -> Path:
-        """Write the index into ``folder`` (created); each file atomically, ``index.json`` last."""
+        """Write the index as ``folder``, replacing an index there only once the new one is complete.
+
+        The files go into a sibling build folder (each atomically, ``index.json`` last, holding the
+        sha256 of the others), which then replaces ``folder`` by renames (``install_folder``). A
+        ``folder`` that exists but holds no index is refused (``IndexFileError``), never overwritten.
+        """
         import faiss
 
         folder = Path(folder)
-        tensors = {f"gallery.{k}": v for k, v in self.vectors.items()}
-        tensors["modality_embeddings"] = self.modality_embeddings.contiguous()
-        atomic_write(folder / "vectors.safetensors", lambda tmp: save_file(tensors, tmp))
-        for kind, index in self.approximate.items():
-            atomic_write(folder / f"faiss_{kind}.index", lambda tmp, ix=index: faiss.write_index(ix, str(tmp)))
-        record = {"format": FORMAT, "meta": self.meta, "approximate_kinds": sorted(self.approximate),
-                  "paths": self.paths, "labels": self.labels}
-        atomic_write(folder / "index.json", lambda tmp: Path(tmp).write_text(json.dumps(record)))
-        return folder
+
+        def write(staging: Path) -> None:
+            tensors = {f"gallery.{k}": v for k, v in self.vectors.items()}
+            tensors["modality_embeddings"] = self.modality_embeddings.contiguous()
+            files = {"vectors.safetensors": atomic_write(staging / "vectors.safetensors",
+                                                         lambda tmp: save_file(tensors, tmp))}
+            for kind, index in self.approximate.items():
+                files[f"faiss_{kind}.index"] = atomic_write(staging / f"faiss_{kind}.index",
+                                                            lambda tmp, ix=index: faiss.write_index(ix, str(tmp)))
+            record = {"format": FORMAT, "meta": self.meta, "approximate_kinds": sorted(self.approximate),
+                      "sha256": {name: sha256_file(path) for name, path in files.items()},
+                      "paths": self.paths, "labels": self.labels}
+            atomic_write(staging / "index.json", lambda tmp: Path(tmp).write_text(json.dumps(record)))
+
+        return install_folder(folder, write)
 
     @classmethod
     def load(cls, folder: str | Path, approximate: bool = True) -> "GalleryIndex":
-        """Read an index written by :meth:`save` (faiss parts too unless ``approximate=False``)."""
+        """Read an index written by :meth:`save` (faiss parts too unless ``approximate=False``).
+
+        Raises:
+            FileNotFoundError: no index in ``folder``.
+            IndexFileError: another format, or a file whose sha256 differs from the one recorded in
+                ``index.json`` (a mixed or damaged folder); the message names the file.
+        """
         folder = Path(folder)
         try:
             record = json.loads((folder / "index.json").read_text())
-            tensors = load_file(str(folder / "vectors.safetensors"))
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{folder} holds no gallery index (index.json + vectors.safetensors); "
-                                    "build one with 'mars-lite index build'") from err
-        if record.get("format") != FORMAT:
-            raise ValueError(f"{folder}/index.json has format {record.get('format')!r}, expected {FORMAT!r}")
+            raise FileNotFoundError(missing_index_message(folder)) from err
+        except ValueError as err:
+            raise IndexFileError(f"{folder / 'index.json'} is not valid JSON ({err}); rebuild the index "
+                                 "with 'mars-lite index build'") from err
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            found = record.get("format") if isinstance(record, dict) else None
+            raise IndexFileError(f"{folder / 'index.json'} has format {found!r}, expected {FORMAT!r}; "
+                                 "rebuild the index with 'mars-lite index build'")
+        check_sha256(folder, "vectors.safetensors", record)
+        tensors = load_file(str(folder / "vectors.safetensors"))
         faiss_indexes = {}
         if approximate and record.get("approximate_kinds"):
             import faiss
-            faiss_indexes = {k: faiss.read_index(str(folder / f"faiss_{k}.index")) for k in record["approximate_kinds"]}
+            for kind in record["approximate_kinds"]:
+                check_sha256(folder, f"faiss_{kind}.index", record)
+                faiss_indexes[kind] = faiss.read_index(str(folder / f"faiss_{kind}.index"))
         vectors = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("gallery.")}
         meta = {**record["meta"], "source": str(folder)}
         return cls(vectors, tensors["modality_embeddings"], record["paths"], record["labels"], meta, faiss_indexes)
@@ -205,7 +237,8 @@ def photo_index_from_items(model, items, cache_dir: str | Path | None = None, me
 
 
 # ------------------------------------------------------------------------- galleries
-def gallery_dataset(data: str | Path = "mini_sbir", benchmark: str | None = None, split: str | None = None):
+def gallery_dataset(data: str | Path = "mini_sbir", benchmark: str | None = None, split: str | None = None,
+                    on_error: str = "raise"):
     """The photos (and sketches, used as test queries) of a gallery source.
 
     Args:
@@ -214,13 +247,14 @@ def gallery_dataset(data: str | Path = "mini_sbir", benchmark: str | None = None
         benchmark: ``sketchy``, ``tuberlin`` or ``quickdraw`` to read ``data`` as that benchmark.
         split: a zero-shot split name (``mars_lite.data.list_splits()``) to keep only its unseen
             classes, as in the zero-shot protocol; ``None`` keeps every class.
+        on_error: ``"raise"`` (an unreadable image is an error naming it) or ``"skip"``.
     Returns:
         an ``ImageDataset``.
     """
     from ..data import load_split, open_dataset, resolve_data
 
     root = resolve_data(data)
-    dataset = open_dataset(root, benchmark=benchmark)
+    dataset = open_dataset(root, benchmark=benchmark, on_error=on_error)
     if split:
         dataset = dataset.select(classes=load_split(split, root=root).unseen)
     return dataset
