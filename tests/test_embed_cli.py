@@ -107,3 +107,17 @@ def test_cli_builtin_data_and_random_weights(tmp_path, capsys):
             "--parts", "query"]
     assert cli.main(args) == 0
     assert "query: 300 images, (300, 64)" in capsys.readouterr().out
+
+
+def test_cli_on_error_reaches_the_image_reader(tree, tmp_path, capsys):
+    """``--on-error skip`` leaves an unreadable image out (named in a warning); the default stops
+    with one line naming it, before the model loads."""
+    bad = tree / "sketch" / "cat" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    args = ["embed", "--model", "tiny", "--data", str(tree), "--out", str(tmp_path / "cache"), "--parts", "query"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "broken.png" in err and "Traceback" not in err
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert cli.main(args + ["--on-error", "skip"]) == 0
+    assert "query: 6 images" in capsys.readouterr().out

@@ -241,3 +241,112 @@ def test_cli_evaluate_random_weights_on_builtin_data(tmp_path, capsys):
     assert status == 0
     saved = json.loads(next(out.glob("*.json")).read_text())
     assert saved["model"]["pretrained"] is None and saved["query"]["count"] == 300
+
+
+# --------------------------------------------------------------- checks, empty classes, provenance
+def _small_tree(root, mini_sbir, n: int = 3):
+    """n real images per class and modality (camel seen; cat, snake unseen), files we may change."""
+    classes = {"seen": ["camel"], "unseen": ["cat", "snake"]}
+    for modality in ("sketch", "photo"):
+        for label in classes["seen"] + classes["unseen"]:
+            (root / modality / label).mkdir(parents=True)
+            for f in sorted((mini_sbir / modality / label).iterdir())[:n]:
+                shutil.copyfile(f, root / modality / label / f.name)
+    (root / "split_zs.json").write_text(json.dumps(classes))
+    return root
+
+
+def test_an_empty_unseen_class_is_an_error_naming_it(tmp_path, mini_sbir, checkpoint):
+    from mars_lite.errors import MarsLiteError
+    from mars_lite.eval.evaluation import EmptyClassError
+    tree = _small_tree(tmp_path / "data", mini_sbir)
+    for f in (tree / "sketch" / "snake").iterdir():
+        f.unlink()  # the folder is there, its sketches are not: snake would vanish from the means
+    with pytest.raises(EmptyClassError, match="'snake' \\(no sketches\\)") as info:
+        load_eval_data(tree)
+    assert isinstance(info.value, MarsLiteError) and "cat" not in str(info.value)
+    with pytest.raises(EmptyClassError, match="snake"):
+        evaluate(load_checkpoint(checkpoint)[0], tree, classes_seen=["camel"])
+    # every photo of a class unreadable and skipped: the same error, which says files were skipped
+    tree2 = _small_tree(tmp_path / "data2", mini_sbir)
+    for f in (tree2 / "photo" / "cat").iterdir():
+        f.write_bytes(b"garbage")
+    with pytest.warns(UserWarning), pytest.raises(EmptyClassError, match="'cat' \\(no photos\\)") as info:
+        load_eval_data(tree2, on_error="skip")
+    assert "3 unreadable file(s) were skipped" in str(info.value)
+
+
+def test_skipped_files_are_recorded_in_the_report(tmp_path, mini_sbir, checkpoint):
+    tree = _small_tree(tmp_path / "data", mini_sbir)
+    bad = tree / "photo" / "cat" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        rep = evaluate(load_checkpoint(checkpoint)[0], tree, classes_seen=["camel"], on_error="skip")
+    assert rep.skipped == [str(bad)] and rep.gallery["count"] == 6
+    assert any("1 unreadable image file(s) were skipped" in n and "broken.jpg" in n for n in rep.notes)
+    assert "broken.jpg" in rep.to_markdown()
+
+
+def test_report_says_where_the_backbone_weights_came_from(report):
+    """The checkpoint stores the whole (random-init, trained) backbone: the weights came from it."""
+    markdown = report.to_markdown()
+    assert "backbone weights: random init" not in markdown
+    assert "the trained backbone, loaded from the checkpoint (training started from random init)" in markdown
+    saved = load_report(report.files["json"])
+    assert saved["model"]["backbone_saved"] == "full" and "loaded from the checkpoint" in saved["model"]["weights"]
+
+
+def test_weights_source_in_words():
+    from mars_lite.eval.report import weights_source
+    assert weights_source({"name": "tiny", "pretrained": None}) == "random init"
+    assert "shipped weights" in weights_source({"name": "mobilenet-minilm", "pretrained": "shipped"})
+    frozen = weights_source({"name": "ViT-B-32", "pretrained": "openai", "checkpoint": "c.safetensors",
+                             "backbone_saved": "none"})
+    assert frozen.startswith("open_clip 'openai' weights") and "frozen" in frozen
+    assert "LayerNorm" in weights_source({"name": "ViT-B-32", "pretrained": "/w/b32.bin", "checkpoint": "c",
+                                          "backbone_saved": "layernorm"})
+
+
+@pytest.mark.parametrize("name, pretrained, comparable", [
+    ("ViT-B-32", "openai", True), ("mobilenet-minilm", "shipped", False), ("ViT-B-32", None, False),
+    ("tiny", None, False), ("ViT-B-16", "openai", False)])
+def test_only_the_papers_backbone_is_comparable(name, pretrained, comparable):
+    from mars_lite.eval.report import NOT_COMPARABLE_NOTE, EvalReport
+    rep = EvalReport(metrics={"converted": {k: 0.5 for k in METRIC_KEYS}}, convention="reference",
+                     setting="zero_shot", split="sketchy_split2", benchmark="sketchy", data="/d",
+                     model={"name": name, "pretrained": pretrained, "checkpoint": None, "classes_seen": ["a"]},
+                     query={"count": 1, "classes": ["x"]}, gallery={"count": 1, "classes": ["x"]})
+    assert rep.comparable is comparable and rep.to_dict()["comparable"] is comparable
+    assert any(NOT_COMPARABLE_NOTE in n for n in rep.notes) is not comparable
+    ours = [line for line in rep.to_markdown().splitlines() if line.startswith("| ours: converted")]
+    assert ours and ("not comparable" in ours[0]) is not comparable
+
+
+def test_cli_out_is_checked_before_the_work(tmp_path, mini_sbir, capsys, monkeypatch):
+    from mars_lite.cli import evaluate as evaluate_cli
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluate ran although --out cannot take the report")
+
+    monkeypatch.setattr(evaluate_cli, "evaluate", no_work)
+    taken = tmp_path / "report.md"
+    taken.write_text("mine")
+    for out, needle in ((taken, "is an existing file"), (taken / "sub", "not a writable folder")):
+        assert cli.main(["evaluate", "--model", "tiny", "--data", "mini_sbir", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err and str(out) in err, err
+    assert taken.read_text() == "mine"
+
+
+def test_cli_on_error_skip_reaches_evaluation(tmp_path, mini_sbir, checkpoint, capsys):
+    tree = _small_tree(tmp_path / "data", mini_sbir)
+    (tree / "sketch" / "snake" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n no")
+    args = ["evaluate", "--model", "tiny", "--pretrained", "none", "--data", str(tree), "--out", str(tmp_path / "o"),
+            "--no-cache"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "broken.png" in err
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert cli.main(args + ["--on-error", "skip"]) == 0
+    saved = load_report(tmp_path / "o" / "eval_data.json")
+    assert saved["skipped"] == [str(tree / "sketch" / "snake" / "broken.png")] and saved["comparable"] is False

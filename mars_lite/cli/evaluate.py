@@ -9,7 +9,8 @@ from ..eval.evaluation import evaluate
 from ..eval.metrics import CONVENTIONS
 from ..eval.report import FAST_MODE_NOTE
 from ..settings import embeddings_cache_dir
-from .options import add_data_argument, add_model_arguments, model_choice
+from .checks import check_output_dir
+from .options import add_data_argument, add_model_arguments, add_on_error_argument, model_choice
 
 
 def configure_cli(parser: argparse.ArgumentParser) -> None:
@@ -30,17 +31,20 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="embedding cache (default <artifacts>/embeddings)")
     parser.add_argument("--no-cache", action="store_true", help="compute embeddings without the cache")
     parser.add_argument("--batch-size", type=int, default=64)
+    add_on_error_argument(parser)
     parser.set_defaults(func=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    source = model_choice(args, "mars-lite evaluate")
+    out = check_output_dir(args.out)  # before the work: a report that cannot be written is an hour lost
     cache = None if args.no_cache else (args.cache_dir or embeddings_cache_dir())
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-    report = evaluate(model_choice(args, "mars-lite evaluate"), args.data, args.split,
+    report = evaluate(source, args.data, args.split,
                       convention=args.convention, generalized=args.generalized, finegrained=args.finegrained,
                       classes=classes, seen_class_evaluation=args.seen_class_evaluation, cache_dir=cache,
-                      out_dir=args.out, fast_mode=args.fast_mode, pretrained=args.pretrained, device=args.device, seed=args.seed,
-                      batch_size=args.batch_size, progress=True)
+                      out_dir=out, fast_mode=args.fast_mode, pretrained=args.pretrained, device=args.device,
+                      seed=args.seed, batch_size=args.batch_size, progress=True, on_error=args.on_error)
     print(report.to_markdown())
     print(f"wrote {report.files['json']} and {report.files['markdown']}")
     return 0

@@ -1,8 +1,20 @@
 """Options several commands share: which model (``--model``/``--pretrained``/``--checkpoint``),
-which data (``--data``), and the one parser of weight sources (``mars_lite.method.loading``)."""
+which data (``--data``), what to do with unreadable images (``--on-error``), and the one parser of
+weight sources (``mars_lite.method.loading``)."""
 from __future__ import annotations
 
 import argparse
+
+from ..errors import MarsLiteError
+
+# as mars_lite.data.folder.ON_ERROR_CHOICES (not imported: `--help` must not pay for the data layer)
+ON_ERROR_CHOICES = ("raise", "skip")
+ON_ERROR_HELP = ("unreadable (corrupt, truncated) image files in the data: 'raise' stops with the list of "
+                 "them (default), 'skip' leaves them out with a warning that names them")
+
+
+class OptionError(MarsLiteError, ValueError):
+    """A command-line option names something that cannot be used (the message says which and why)."""
 
 DATA_HELP = ("dataset folder (<data>/<sketch|photo>/<class>/<image>) or benchmark root, or 'mini_sbir' "
              "(the built-in set; $MARS_LITE_DATA/mini_sbir when present)")
@@ -31,10 +43,17 @@ def add_data_argument(parser: argparse.ArgumentParser, *, required: bool = False
                         help=DATA_HELP + (" (default: %(default)s)" if default else ""))
 
 
+def add_on_error_argument(parser: argparse.ArgumentParser) -> None:
+    """``--on-error raise|skip`` for commands that read image folders; pass ``args.on_error`` on as
+    the ``on_error=`` of ``open_dataset``/``folder_dataset``/``load_eval_data``/``embed_dataset``."""
+    parser.add_argument("--on-error", choices=ON_ERROR_CHOICES, default="raise", help=ON_ERROR_HELP)
+
+
 def model_choice(args: argparse.Namespace, command: str) -> str:
     """The model source the options name: the checkpoint, else the config name (clear error when none)."""
     if args.checkpoint:
         return args.checkpoint
     if args.model:
         return args.model
-    raise SystemExit(f"{command}: give --checkpoint CKPT or --model tiny|mobilenet-minilm|ViT-B-32")
+    # main prints "mars-lite COMMAND: error: ..." already; ``command`` stays for callers that name it
+    raise OptionError("give --checkpoint CKPT or --model tiny|mobilenet-minilm|ViT-B-32")

@@ -3,16 +3,20 @@
 Each sketch file (any size or ink polarity; it is normalised to the training look) is answered
 with the top ``--k`` photos. ``--json`` prints one line per sketch:
 ``{"query": path, "results": [{"label": ..., "path": ..., "score": ...}, ...]}``.
+
+Every sketch file and the gallery folder are checked before the model loads: a file that is
+missing or not an image is one line naming it; ``--on-error skip`` leaves unreadable gallery
+photos out instead of stopping.
 """
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..data import load_image
+from ..data import load_image, resolve_data
 from ..method.modalities import RETRIEVAL_KINDS
 from ..ui.demo import DemoConfig, demo_searcher
-from .options import add_data_argument
+from .options import add_data_argument, add_on_error_argument
 
 
 def configure_cli(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +32,15 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=defaults.checkpoint,
                         help="a mars_lite checkpoint; 'default' (the demo's) or 'none' (default: %(default)s)")
     add_data_argument(parser, default="mini_sbir", flag="--gallery")
+    add_on_error_argument(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     config = DemoConfig(model=args.model, pretrained=args.pretrained, gallery=args.gallery, k=args.k,
-                        checkpoint=args.checkpoint)
-    images = [(path, load_image(path)) for path in args.sketches]  # every file is checked before the model loads
+                        checkpoint=args.checkpoint, on_error=args.on_error)
+    images = [(path, load_image(path)) for path in args.sketches]  # ImageLoadError names the file
+    resolve_data(config.gallery)  # a missing gallery folder is named before the model loads
     searcher, info = demo_searcher(config)
     if not args.json:
         print(f"model {info['name']} ({info['pretrained'] or 'random init'}), checkpoint {info['checkpoint']}, "
@@ -48,3 +54,4 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: " + ", ".join(f"{h['label']} ({h['score']:.3f})" for h in hits))
     return 0
+

@@ -13,10 +13,13 @@ generalized rule, ``mars_lite.data.splits``); ``finegrained=True`` adds instance
 
 Zero-shot bookkeeping: a checkpoint records ``classes_seen``; evaluating any of those classes as
 "unseen" raises ``SeenClassError`` unless ``seen_class_evaluation=True``, and then every table
-says so.
+says so. Every evaluated class must have sketches and photos (``EmptyClassError`` names the ones
+without), so no class drops out of the means unseen. The report says where the backbone weights
+came from (``report.weights_source``) and whether the numbers are comparable with the paper's.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,18 +32,23 @@ from ..data.items import PHOTO, SKETCH, ImageDataset
 from ..data.sources import open_dataset, resolve_data, resolve_split
 from ..data.splits import Split
 from ..embed import EmbeddingSet, embed_items
-from .report import EvalReport
+from .report import EvalReport, weights_source
 from .metrics import CONVENTIONS
 from .finegrained import finegrained_accuracy, pair_sketches_to_photos
 from ..method.loading import DEFAULT, open_model
 from ..method.modalities import RETRIEVAL_KINDS
 from ..method.model import MarsModel
+from ..errors import MarsLiteError
 
 EVAL_PARTS = ("query", "gallery", "seen_photos", "finegrained_photos")  # cache entries of one evaluation
 
 
-class SeenClassError(ValueError):
+class SeenClassError(MarsLiteError, ValueError):
     """The classes to evaluate as unseen include classes the model was trained on."""
+
+
+class EmptyClassError(MarsLiteError, ValueError):
+    """A class to evaluate has no sketch or no photo: it would silently drop out of the numbers."""
 
 
 # ------------------------------------------------------------------------------------ data
@@ -79,6 +87,10 @@ def load_eval_data(data: str | os.PathLike, split: str | Split | None = None, *,
         classes: classes to evaluate (default: the split's unseen classes).
         generalized: also collect the seen-class validation photos (split.val rule).
         finegrained: also collect the photos the fine-grained protocol ranks.
+        on_error: ``raise`` or ``skip`` unreadable image files (see ``open_dataset``).
+    Raises:
+        EmptyClassError: an evaluated class has no sketch or no photo (e.g. an empty folder, or
+            every file skipped as unreadable); it is named, never left out of the means silently.
     """
     split = resolve_split(data, split)
     root = resolve_data(data)
@@ -93,23 +105,50 @@ def load_eval_data(data: str | os.PathLike, split: str | Split | None = None, *,
         return open_dataset(root, split, classes=names, on_error=on_error, **options)
 
     dataset = read(wanted)
-    chosen = set(classes)
-    query = dataset.with_items(it for it in dataset if it.modality == SKETCH and it.label in chosen)
-    gallery = dataset.with_items(it for it in dataset if it.modality == PHOTO and it.label in chosen)
-    seen = dataset.with_items(it for it in dataset if it.modality == PHOTO and it.label in set(seen_extra)
+    # folder names may spell a class differently ("door handle" / "door_handle"): match by key
+    chosen, extra = {class_key(c) for c in classes}, {class_key(c) for c in seen_extra}
+    query = dataset.with_items(it for it in dataset if it.modality == SKETCH and class_key(it.label) in chosen)
+    gallery = dataset.with_items(it for it in dataset if it.modality == PHOTO and class_key(it.label) in chosen)
+    seen = dataset.with_items(it for it in dataset if it.modality == PHOTO and class_key(it.label) in extra
                               and split.val.is_val(it))
+    check_every_class(classes, query, gallery, root, skipped=len(getattr(dataset, "skipped", []) or []))
     fg_photos = None
     if finegrained:
         # Sketchy's sketches were drawn from its 100 original photos per class; the extended
         # (ImageNet) photos have no sketches, so the instance-level ranking uses the originals.
         fg_photos = read(list(classes), photos="original").photos() if split.benchmark == "sketchy" else gallery
-    for name, part in (("query sketches", query), ("gallery photos", gallery)):
-        if not len(part):
-            raise ValueError(f"no {name} for classes {list(classes)} under {root}")
     return EvalData(split, root, classes, query, gallery, seen, fg_photos)
 
 
+def check_every_class(classes: Sequence[str], query: ImageDataset, gallery: ImageDataset, root,
+                      skipped: int = 0) -> None:
+    """Raise ``EmptyClassError`` naming each evaluated class without sketches or without photos.
+
+    A class with no sketch has no query and one with no photo no relevant gallery item: either
+    way it would vanish from the per-class means and the table would be over fewer classes than
+    the split says, with nothing on the page to show it."""
+    have = {kind: {class_key(it.label) for it in part} for kind, part in (("sketches", query), ("photos", gallery))}
+    empty = [f"{c!r} (no {' and no '.join(k for k in have if class_key(c) not in have[k])})"
+             for c in classes if any(class_key(c) not in keys for keys in have.values())]
+    if empty:
+        why = f" ({skipped} unreadable file(s) were skipped)" if skipped else ""
+        raise EmptyClassError(
+            f"{len(empty)} of the {len(classes)} classes to evaluate have no images under {root}{why}: "
+            f"{', '.join(empty)}. Their folders are missing or empty; add their images, or leave them out "
+            "with classes=[...] (CLI: --classes) so the report says which classes it covers.")
+
+
 # ----------------------------------------------------------------------------- model
+def checkpoint_backbone(path: str | os.PathLike) -> str | None:
+    """Which backbone tensors a checkpoint holds (``none``/``layernorm``/``full``), read from its
+    metadata only (no tensors); ``None`` when the file does not say."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        raw = (handle.metadata() or {}).get("mars_lite")
+    return json.loads(raw).get("backbone_saved") if raw else None
+
+
 def check_zero_shot(classes: Sequence[str], classes_seen: Sequence[str] | None, *, seen_class_evaluation: bool,
                     what: str = "the model") -> None:
     """Raise ``SeenClassError`` when evaluated classes were seen in training (unless explicitly allowed)."""
@@ -181,7 +220,7 @@ def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | 
              classes_seen: Sequence[str] | None = None, kinds: Sequence[str] = RETRIEVAL_KINDS,
              cache_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
              fast_mode: bool = False, pretrained: str | None = DEFAULT, device=None, seed: int | None = None,
-             batch_size: int = 64, progress: bool = False) -> EvalReport:
+             batch_size: int = 64, progress: bool = False, on_error: str = "raise") -> EvalReport:
     """Evaluate category-level ZS-SBIR (and optionally fine-grained) on a split.
 
     Args:
@@ -197,11 +236,16 @@ def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | 
         out_dir: when given, write ``eval_<split>[_generalized].json`` and ``.md`` there.
         fast_mode: mark every table "fast mode / not comparable with published numbers".
         pretrained, device, seed: how to build the model (see ``open_model``).
+        on_error: ``raise`` (default) or ``skip`` unreadable image files; skipped files are
+            counted in the report's notes, and a class left without images is an error.
     Returns:
         the EvalReport (``.files`` holds the written paths).
     """
+    split = resolve_split(data, split)  # a wrong data folder or split fails before a model loads
     model, info = open_model(model_or_checkpoint, pretrained=pretrained, device=device, seed=seed)
     info = {k: v for k, v in info.items() if k not in ("config", "extra")}  # what a report names
+    info["backbone_saved"] = checkpoint_backbone(info["checkpoint"]) if info["checkpoint"] else None
+    info["weights"] = weights_source(info)  # where the backbone weights came from, in words
     if classes_seen is not None:
         # added to, never replacing, what a checkpoint records: the bookkeeping cannot be talked away
         info["classes_seen"] = sorted(set(info["classes_seen"] or []) | set(classes_seen))
@@ -209,11 +253,11 @@ def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | 
     convention = convention or recorded or "reference"
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    split = resolve_split(data, split)
     classes = tuple(split.unseen if classes is None else classes)
     check_zero_shot(classes, info["classes_seen"], seen_class_evaluation=seen_class_evaluation,
                     what=info["checkpoint"] or f"model {info['name']}")  # before any image is read
-    eval_data = load_eval_data(data, split, classes=classes, generalized=generalized, finegrained=finegrained)
+    eval_data = load_eval_data(data, split, classes=classes, generalized=generalized, finegrained=finegrained,
+                               on_error=on_error)
     pairs = sketch_photo_pairs(eval_data.query, eval_data.finegrained_photos) if finegrained else None
 
     embedded = {name: embed_items(model, ds, cache_dir, batch_size=batch_size, progress=progress or None)
@@ -233,7 +277,8 @@ def evaluate(model_or_checkpoint, data: str | os.PathLike, split: str | Split | 
         gallery={"count": len(gallery), "classes": sorted(set(gallery.labels)),
                  "seen_photos": len(eval_data.seen_photos)},
         finegrained=fg, fast_mode=fast_mode, seen_class_evaluation=seen_class_evaluation,
-        cache={name: es.from_cache for name, es in embedded.items()})
+        cache={name: es.from_cache for name, es in embedded.items()},
+        skipped=sorted({str(path) for part in eval_data.parts().values() for path, _ in part.skipped}))
     if out_dir is not None:
         report.save(out_dir)
     return report

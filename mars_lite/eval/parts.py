@@ -28,8 +28,10 @@ PARTS = EVAL_PARTS + SPLIT_PARTS + ("all",)
 DEFAULT_PARTS = ("query", "gallery")
 
 
-def dataset_parts(data: str | os.PathLike, split=None, parts: Sequence[str] = DEFAULT_PARTS) -> dict[str, ImageDataset]:
-    """The image sets to embed, by part name (see the module docstring); empty parts are dropped."""
+def dataset_parts(data: str | os.PathLike, split=None, parts: Sequence[str] = DEFAULT_PARTS, *,
+                  on_error: str = "raise") -> dict[str, ImageDataset]:
+    """The image sets to embed, by part name (see the module docstring); empty parts are dropped.
+    ``on_error`` (``raise``/``skip``) is what to do with unreadable image files (``open_dataset``)."""
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise ValueError(f"unknown part(s) {unknown}; choose from {list(PARTS)}")
@@ -37,16 +39,16 @@ def dataset_parts(data: str | os.PathLike, split=None, parts: Sequence[str] = DE
     if split is None and not (root / "split_zs.json").is_file():
         if set(parts) - {"all"}:
             raise ValueError(f"{root} has no split (no --split, no split_zs.json): only the part 'all' exists")
-        return {"all": open_dataset(root)}
+        return {"all": open_dataset(root, on_error=on_error)}
     split = resolve_split(root, split)
     out: dict[str, ImageDataset] = {}
     wanted_eval = [p for p in parts if p in EVAL_PARTS]
     if wanted_eval:
         eval_data = load_eval_data(root, split, generalized="seen_photos" in parts,
-                                   finegrained="finegrained_photos" in parts)
+                                   finegrained="finegrained_photos" in parts, on_error=on_error)
         out.update({name: ds for name, ds in eval_data.parts().items() if name in wanted_eval})
     if set(parts) & {"train", "val", "all"}:
-        everything = open_dataset(root, split)
+        everything = open_dataset(root, split, on_error=on_error)
         if "all" in parts:
             out["all"] = everything
         if set(parts) & set(SPLIT_PARTS):
@@ -57,9 +59,12 @@ def dataset_parts(data: str | os.PathLike, split=None, parts: Sequence[str] = DE
 
 def embed_dataset(model_or_checkpoint, data: str | os.PathLike, out: str | os.PathLike, split=None, *,
                   parts: Sequence[str] = DEFAULT_PARTS, pretrained: str | None = DEFAULT, device=None,
-                  seed: int | None = None, batch_size: int = 64, progress: bool = False) -> dict[str, EmbeddingSet]:
+                  seed: int | None = None, batch_size: int = 64, progress: bool = False,
+                  on_error: str = "raise") -> dict[str, EmbeddingSet]:
     """Embed each part into the cache rooted at ``out``; returns part -> EmbeddingSet
-    (``from_cache`` says whether the entry was reused)."""
+    (``from_cache`` says whether the entry was reused). The images are read (and checked, see
+    ``on_error``) before the model loads."""
+    sets = dataset_parts(data, split, parts, on_error=on_error)
     model, _ = open_model(model_or_checkpoint, pretrained=pretrained, device=device, seed=seed)
     return {name: embed_items(model, ds, out, batch_size=batch_size, progress=progress or None)
-            for name, ds in dataset_parts(data, split, parts).items()}
+            for name, ds in sets.items()}

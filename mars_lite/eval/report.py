@@ -3,8 +3,9 @@
 ``EvalReport.metrics`` maps each retrieval embedding kind (``original``, ``converted``,
 ``semantic``) to ``{map_all, map_200, p_100, p_200}`` in [0, 1]; ``finegrained`` (optional) maps
 kinds to ``{acc@1, acc@5, n_sketches, n_unpaired}``. Every table names the metric convention, and
-carries the fast-mode and seen-class marks when they apply, so a number never travels without
-the conditions it was measured under.
+carries the fast-mode, seen-class and "not comparable" marks when they apply (only the paper's
+backbone, ViT-B-32 with OpenAI weights, outside fast mode, is comparable with published numbers),
+so a number never travels without the conditions it was measured under.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..files import atomic_write
+from ..method.model import STANDIN_TAG
+from ..method.weights import REAL_MODEL, REAL_WEIGHTS
 from .published import benchmark_for_split, comparison_markdown
 
 FORMAT = "mars_lite.eval/1"
@@ -21,6 +24,8 @@ METRIC_KEYS = ("map_all", "map_200", "p_100", "p_200")
 METRIC_NAMES = {"map_all": "mAP@all", "map_200": "mAP@200", "p_100": "P@100", "p_200": "P@200"}
 FAST_MODE_NOTE = "fast mode / not comparable with published numbers"
 SEEN_CLASS_NOTE = "seen-class evaluation: the query classes were seen in training, this is NOT zero-shot"
+NOT_COMPARABLE_NOTE = (f"not comparable with published numbers: the backbone is not the paper's {REAL_MODEL} "
+                       f"with {REAL_WEIGHTS} weights")
 CONVENTION_NOTES = {
     "reference": ("reference conventions (as the authors' code): VOC-interpolated AP; mAP@200 with recall "
                   "over min(200, R); P@K over the top min(K, R); queries with R = 0 left out"),
@@ -45,6 +50,7 @@ class EvalReport:
         fast_mode: True marks the table "fast mode / not comparable with published numbers".
         seen_class_evaluation: True when the caller explicitly evaluated seen classes.
         cache: part name -> whether its embeddings came from the cache.
+        skipped: image files left out as unreadable (``on_error="skip"``); named in the notes.
         files: paths of the JSON and Markdown files once saved.
     """
 
@@ -61,7 +67,15 @@ class EvalReport:
     fast_mode: bool = False
     seen_class_evaluation: bool = False
     cache: dict[str, bool] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def comparable(self) -> bool:
+        """Whether the numbers may stand beside the paper's: its backbone (ViT-B-32, OpenAI weights),
+        not fast mode. A stand-in, random weights or another architecture measure something else."""
+        paper = self.model.get("name") == REAL_MODEL and self.model.get("pretrained") == REAL_WEIGHTS
+        return paper and not self.fast_mode
 
     @property
     def notes(self) -> list[str]:
@@ -69,6 +83,12 @@ class EvalReport:
         notes = []
         if self.fast_mode:
             notes.append(FAST_MODE_NOTE)
+        if not self.comparable and not self.fast_mode:
+            weights = "random weights" if self.model.get("pretrained") is None else self.model.get("pretrained")
+            notes.append(f"{NOT_COMPARABLE_NOTE} (here: `{self.model.get('name')}`, {weights})")
+        if self.skipped:
+            listed = ", ".join(self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else "")
+            notes.append(f"{len(self.skipped)} unreadable image file(s) were skipped (on_error='skip'): {listed}")
         if self.seen_class_evaluation:
             notes.append(SEEN_CLASS_NOTE)
         if self.model.get("classes_seen") is None:
@@ -77,7 +97,7 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN written as null)."""
-        out = {"format": FORMAT, **asdict(self), "notes": self.notes}
+        out = {"format": FORMAT, **asdict(self), "comparable": self.comparable, "notes": self.notes}
         out.pop("files")
         return _nan_to_none(out)
 
@@ -89,9 +109,9 @@ class EvalReport:
         if self.notes:
             lines.append("")
         m = self.model
-        weights = m.get("checkpoint") or "no checkpoint (as created)"
+        checkpoint = f"checkpoint {m['checkpoint']}" if m.get("checkpoint") else "no checkpoint (as created)"
         lines += [
-            f"- model: `{m.get('name')}` (backbone weights: {m.get('pretrained') or 'random init'}; {weights})",
+            f"- model: `{m.get('name')}` (backbone weights: {m.get('weights') or weights_source(m)}; {checkpoint})",
             f"- data: `{self.data}` (split `{self.split}`, benchmark `{self.benchmark}`)",
             f"- queries: {self.query['count']} sketches of {len(self.query['classes'])} classes",
             f"- gallery: {self.gallery['count']} photos of {len(self.gallery['classes'])} classes"
@@ -116,7 +136,9 @@ class EvalReport:
 
     def _published_section(self) -> list[str]:
         bench = benchmark_for_split(self.split)
-        note = "; ".join(n for n in (FAST_MODE_NOTE if self.fast_mode else "", self.convention + " convention") if n)
+        marks = (FAST_MODE_NOTE if self.fast_mode else "", "" if self.comparable else "not comparable",
+                 self.convention + " convention")
+        note = "; ".join(dict.fromkeys(n for n in marks if n))
         out = []
         if bench is not None and self.setting in ("zero_shot", "generalized"):
             out += ["", "## Published numbers, side by side (%)", "",
@@ -137,6 +159,33 @@ class EvalReport:
         atomic_write(md_path, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
         self.files = {"json": str(json_path), "markdown": str(md_path)}
         return self.files
+
+
+def weights_source(model: dict) -> str:
+    """Where a report's backbone weights came from, in words, from its ``model`` facts (``name``,
+    ``pretrained``: the weights training started from, ``checkpoint``, ``backbone_saved``)."""
+    start = _start_weights(model.get("name"), model.get("pretrained"))
+    if not model.get("checkpoint"):
+        return start
+    saved = model.get("backbone_saved")
+    if saved == "full":
+        return f"the trained backbone, loaded from the checkpoint (training started from {start})"
+    if saved == "layernorm":
+        return f"{start}, with the trained LayerNorm parameters loaded from the checkpoint"
+    if saved == "none":
+        return f"{start} (frozen in training: the checkpoint holds the modality vectors and classifier)"
+    return f"{start}, as the checkpoint records"
+
+
+def _start_weights(name, pretrained) -> str:
+    if pretrained is None:
+        return "random init"
+    if pretrained == STANDIN_TAG:
+        return f"the {name} stand-in's shipped weights"
+    text = str(pretrained)
+    if "/" in text or "\\" in text or Path(text).suffix:
+        return f"weight file {text}"
+    return f"open_clip {text!r} weights"
 
 
 def default_stem(split: str, setting: str) -> str:
