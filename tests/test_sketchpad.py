@@ -149,6 +149,71 @@ def test_a_users_folder_becomes_a_gallery(app, mini_sbir, tmp_path, real_sketch)
     assert "not a folder" in app.panel.status.value
 
 
+MARKUP = "<img src=x onerror=alert(1)>"
+
+
+def test_class_names_and_paths_are_escaped_in_the_panel(app, mini_sbir, tmp_path, real_sketch):
+    """A class folder named like an HTML tag is shown as text, in captions, status and messages."""
+    for label in (MARKUP, "pizza"):
+        (tmp_path / "mine" / "photo" / label).mkdir(parents=True)
+        for photo in sorted((mini_sbir / "photo" / ("pizza" if label == "pizza" else "mushroom")).iterdir())[:6]:
+            shutil.copy(photo, tmp_path / "mine" / "photo" / label / photo.name)
+    app.pad.load_image(real_sketch)
+    app.wait()
+    app.add_folder(str(tmp_path / "mine"))
+    result = app.wait()
+    assert MARKUP in result.labels
+    captions = [c.value for c in app.panel._captions]
+    escaped = "&lt;img src=x onerror=alert(1)&gt;"
+    assert any(escaped in c for c in captions) and not any("<img" in c for c in captions)
+    app.add_folder(str(tmp_path / MARKUP))  # a missing folder named like a tag: the message names it, as text
+    assert escaped in app.panel.status.value and "<img" not in app.panel.status.value
+
+
+def test_clearing_the_pad_clears_the_old_tiles(app, real_sketch):
+    app.pad.load_image(real_sketch)
+    assert app.wait() is not None
+    assert all(image.value for image in app.panel._images)
+    app.pad.clear()
+    assert app.wait() is None
+    assert all(image.value == b"" and image.layout.visibility == "hidden" for image in app.panel._images)
+    assert all(caption.value == "" and caption.layout.visibility == "hidden" for caption in app.panel._captions)
+    assert app.panel.signature.value == "results: none"
+
+
+def test_a_failed_query_leaves_no_stale_result(tiny, gallery, cache, real_sketch):
+    def broken():
+        raise OSError("cannot read the gallery\nsecond line of the error")
+
+    app = live_sketch_app(tiny, {"mini_sbir": gallery, "broken": broken}, cache_dir=cache)
+    try:
+        app.pad.load_image(real_sketch)
+        assert app.wait() is not None
+        app.panel.gallery.value = "broken"
+        assert app.wait() is None  # not the previous query's result
+        status = app.panel.status.value
+        assert "failed" in status and "OSError: cannot read the gallery second line" in status and "\n" not in status
+        assert all(image.value == b"" for image in app.panel._images)
+        assert app.panel.signature.value == "results: none"
+        app.panel.gallery.value = "mini_sbir"
+        assert app.wait().gallery == "mini_sbir"  # the worker survived
+    finally:
+        app.close()
+
+
+def test_pen_and_edit_buttons_carry_visible_labels():
+    from mars_lite.ui.pad_controls import BUTTON_TEXT, PAD_CSS
+
+    pad = SketchPad(200)
+    assert pad.width._options_labels == ("thin", "medium", "thick")
+    assert [t for t in pad.width.tooltips] == ["thin pen", "medium pen", "thick pen"]
+    assert "mars-pen-width" in pad.width._dom_classes
+    # the toggle buttons get their text colour from a stylesheet scoped to the pad, shipped with it
+    assert pad.widget.children[0].value == PAD_CSS and f"color: {BUTTON_TEXT}" in PAD_CSS
+    for button, text in ((pad.undo_button, "undo"), (pad.clear_button, "clear")):
+        assert button.description == text and button.style.text_color == BUTTON_TEXT and button.tooltip
+
+
 def test_latest_query_wins_and_submitting_never_blocks():
     delivered, started = [], []
 

@@ -17,6 +17,7 @@ from ..data.splits import SplitParts, load_split
 from .setup import (BENCHMARK_FOLDERS, DEFAULT_FULL_SPLIT, StudySetup, class_rows,
                           environment_report, fast_train_sizes, full_train_sizes, leakage_report,
                           load_study_setup, per_class_subset, seed_everything, study_dataset, study_parts)
+from .parts import training_parts
 from .spaces import (CaptionSet, caption_set, chance_metrics, embed, embedding_spaces,
                            gap_reports, top_photos, umap_groups)
 from .training import (ablation_weights, ends_lower, ensure_checkpoint, export_backbone, notebook_config,
@@ -27,7 +28,7 @@ __all__ = [
     # mode, sizes, data (study_setup)
     "BENCHMARK_FOLDERS", "DEFAULT_FULL_SPLIT", "StudySetup", "class_rows", "environment_report",
     "fast_train_sizes", "full_train_sizes", "leakage_report", "load_study_setup", "per_class_subset",
-    "seed_everything", "study_dataset", "study_parts",
+    "seed_everything", "study_dataset", "study_parts", "training_parts",
     # models and embedding spaces (study_spaces)
     "CaptionSet", "caption_set", "chance_metrics", "embed", "embedding_spaces", "gap_reports",
     "top_photos", "umap_groups",

@@ -26,12 +26,15 @@ def train_study_model(setup: StudySetup, out_dir: str | os.PathLike | None = Non
                       **overrides):
     """Train with :func:`study_train_config` into ``out_dir`` (default ``setup.train_dir``).
 
+    The folder belongs to the notebook: re-running the cell replaces the run it holds (``overwrite``);
+    a run another process is still writing there is refused (``RunFolderError``).
     Returns the ``mars_lite.train.training.TrainResult`` (history for the loss curves, checkpoints).
     """
     from ..train.training import train
 
     cfg = study_train_config(setup, **overrides)
-    return train(cfg, setup.data, out_dir or setup.train_dir, device=setup.device, progress=False, verbose=verbose)
+    return train(cfg, setup.data, out_dir or setup.train_dir, device=setup.device, progress=False, verbose=verbose,
+                 overwrite=True)
 
 
 def ensure_checkpoint(setup: StudySetup) -> Path:

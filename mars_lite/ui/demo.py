@@ -43,6 +43,7 @@ class DemoConfig:
         kind: the query embedding the page starts with (``original``: the stand-in's MARS training in
             fast mode is too short for ``converted`` to beat it, see benchmarks/standin_zero_shot.py).
         cache_dir: embedding cache (default ``<artifacts>/embeddings``).
+        on_error: ``raise`` or ``skip`` unreadable gallery photos (``--on-error``).
     """
 
     model: str = DEFAULT_MODEL
@@ -56,6 +57,7 @@ class DemoConfig:
     k: int = 10
     cache_dir: str | None = None
     kind: str = "original"
+    on_error: str = "raise"
 
     def to_env(self) -> dict[str, str]:
         """``MARS_LITE_DEMO_<FIELD>`` variables for the fields that are set."""
@@ -88,7 +90,8 @@ def gallery_sources(model, config: DemoConfig) -> dict:
 
     def from_data(data, benchmark=None, split=None):
         meta = {"data": str(data), "benchmark": benchmark, "split": split}
-        return lambda: photo_index_from_items(model, gallery_dataset(data, benchmark, split), cache, meta=meta)
+        return lambda: photo_index_from_items(model, gallery_dataset(data, benchmark, split, config.on_error),
+                                              cache, meta=meta)
 
     sources = {}
     if config.index:

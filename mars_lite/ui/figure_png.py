@@ -3,7 +3,9 @@
 The README shows figures as PNG files in ``assets/``; plotly's own image export needs kaleido,
 which the kit does not depend on. This renders the scatter subplots that
 ``mars_lite.ui.figures.umap_panels`` builds: one panel per subplot, marker colour and symbol taken
-from each trace, the figure title and subplot titles on top, and a legend of the trace names (modalities) at the bottom.
+from each trace, the figure title and subplot titles on top, and a legend at the bottom: one entry per
+trace name (a trace with ``showlegend=False`` draws points only, a trace without points draws a
+legend entry only), in the trace's colour when it has one, wrapped over as many rows as needed.
 """
 from __future__ import annotations
 
@@ -15,8 +17,28 @@ def _panels(fig) -> dict[str, list]:
     """x-axis name ('x', 'x2', ...) -> the scatter traces drawn on it, in subplot order."""
     panels: dict[str, list] = {}
     for trace in fig.data:
-        panels.setdefault(trace.xaxis or "x", []).append(trace)
+        if _has_points(trace):  # legend-only traces (x=[None]) draw nothing
+            panels.setdefault(trace.xaxis or "x", []).append(trace)
     return dict(sorted(panels.items(), key=lambda kv: int(kv[0][1:] or 1)))
+
+
+def _has_points(trace) -> bool:
+    xy = np.column_stack([np.asarray(trace.x if trace.x is not None else [], dtype=float),
+                          np.asarray(trace.y if trace.y is not None else [], dtype=float)])
+    return bool(np.isfinite(xy).all(axis=1).any()) if len(xy) else False
+
+
+def _legend(fig) -> list[tuple[str, str, object]]:
+    """(name, symbol, colour) of each legend entry, first occurrence of a name; a per-point colour
+    list is drawn grey."""
+    entries: dict[str, tuple[str, str, object]] = {}
+    for trace in fig.data:
+        if not trace.name or trace.showlegend is False or trace.name in entries:
+            continue
+        colour = trace.marker.color
+        entries[trace.name] = (trace.name, trace.marker.symbol or "circle",
+                               colour if isinstance(colour, str) else "#555555")
+    return list(entries.values())
 
 
 def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, symbol: str, colour, r: int) -> None:
@@ -24,6 +46,8 @@ def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, symbol: str, colour, 
         offsets = ((-r, -r, r, r), (-r, r, r, -r)) if symbol == "x" else ((-r, 0, r, 0), (0, -r, 0, r))
         for dx0, dy0, dx1, dy1 in offsets:
             draw.line((x + dx0, y + dy0, x + dx1, y + dy1), fill=colour, width=2)
+    elif symbol == "square":
+        draw.rectangle((x - r, y - r, x + r, y + r), fill=colour, outline="#333333")
     elif symbol == "diamond":
         draw.polygon([(x, y - r - 1), (x + r + 1, y), (x, y + r + 1), (x - r - 1, y)], fill=colour, outline="#333333")
     else:
@@ -48,8 +72,17 @@ def scatter_png(fig, panel: int = 300, pad: int = 16, radius: int = 3) -> Image.
     panels = _panels(fig)
     titles = [a.text for a in (fig.layout.annotations or ())]
     heading = fig.layout.title.text if fig.layout.title is not None else None
-    width, top, legend_h = len(panels) * (panel + pad) + pad, 28 + (18 if heading else 0), 24
-    image = Image.new("RGB", (width, top + panel + legend_h + pad), "white")
+    width, top = len(panels) * (panel + pad) + pad, 28 + (18 if heading else 0)
+    entries = _legend(fig)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    spots, x, row = [], pad + 8, 0
+    for name, symbol, colour in entries:
+        step = 10 + int(measure.textlength(str(name))) + 24
+        if x + step > width - pad and x > pad + 8:  # wrap to the next legend row
+            x, row = pad + 8, row + 1
+        spots.append((x, row, name, symbol, colour))
+        x += step
+    image = Image.new("RGB", (width, top + panel + 24 * (row + 1) + pad), "white")
     draw = ImageDraw.Draw(image)
     if heading:
         draw.text((pad, 6), str(heading), fill="black")
@@ -64,11 +97,8 @@ def scatter_png(fig, panel: int = 300, pad: int = 16, radius: int = 3) -> Image.
             pts = (np.column_stack([trace.x, trace.y]) - lo) / span * (panel - 4 * radius) + 2 * radius
             for (px, py), colour in zip(pts, _colours(trace, len(pts))):
                 _marker(draw, left + px, top + panel - py, trace.marker.symbol or "circle", colour, radius)
-    names = list(dict.fromkeys(t.name for t in fig.data if t.name))
-    symbols = {t.name: t.marker.symbol or "circle" for t in fig.data}
-    for i, name in enumerate(names):
-        x = pad + 8 + i * 130
-        _marker(draw, x, top + panel + 14, symbols[name], "#555555", radius + 1)
-        draw.text((x + 10, top + panel + 8), str(name), fill="black")
-    draw.text((pad + 8 + len(names) * 130, top + panel + 8), "colour = class", fill="black")
+    for x, row, name, symbol, colour in spots:
+        y = top + panel + 24 * row
+        _marker(draw, x, y + 14, symbol, colour, radius + 1)
+        draw.text((x + 10, y + 8), str(name), fill="black")
     return image

@@ -1,12 +1,15 @@
 """The results side of the sketch pad: top-k photos with class and score, kind switch, gallery choice.
 
 ``ResultsPanel`` is plain ipywidgets and holds no model: the app tells it what to show
-(``show_results``, ``show_hint``, ``show_message``). Its ``signature`` label carries a hash of the
+(``show_results``, ``show_hint``, ``show_message``, ``show_failure``). Every text that reaches an
+HTML widget (class names, gallery names, folder paths, error messages) is ``html.escape``d: a class
+folder may be named anything, markup included. Its ``signature`` label carries a hash of the
 shown results, and the CSS classes ``mars-results-signature`` / ``mars-results-status`` let a
 browser test read the state from the page.
 """
 from __future__ import annotations
 
+import html
 import io
 import threading
 from collections import OrderedDict
@@ -101,28 +104,51 @@ class ResultsPanel:
             self.gallery.options = list(self.gallery.options) + [name]
 
     def show_hint(self, text: str = EMPTY_HINT) -> None:
-        """The empty-canvas state: a hint, no results."""
-        self.status.value = f"<i>{text}</i>"
-        self.grid.layout.visibility = "hidden"
-        self.signature.value = "results: none"
+        """The empty-canvas state: a hint, no results (the old tiles are emptied, not just hidden)."""
+        self.clear_results()
+        self.status.value = f"<i>{html.escape(text)}</i>"
 
     def show_message(self, text: str, error: bool = False) -> None:
+        """A status line (plain text, escaped); the shown results stay."""
         colour = "#b00020" if error else "#555"
-        self.status.value = f"<span style='color:{colour}'>{text}</span>"
+        self.status.value = f"<span style='color:{colour}'>{html.escape(one_line(text))}</span>"
+
+    def show_failure(self, text: str) -> None:
+        """A failed query: one error line and no results, so nothing stale is left on show."""
+        self.clear_results()
+        self.show_message(text, error=True)
+
+    def clear_results(self) -> None:
+        """Empty every tile. Hiding the grid alone is not enough: a cell whose own visibility is
+        "visible" stays on screen inside a hidden parent (CSS), so the tiles are emptied and hidden."""
+        for image, caption in zip(self._images, self._captions):
+            image.value = b""
+            caption.value = ""
+            image.layout.visibility = caption.layout.visibility = "hidden"
+        self.grid.layout.visibility = "hidden"
+        self.signature.value = "results: none"
 
     def show_results(self, result) -> None:
         """Fill the grid from a ``live_query.QueryResult``."""
         for i, (image, caption) in enumerate(zip(self._images, self._captions)):
             if i < len(result.indices):
                 image.value = self.thumbnails.get(result.paths[i])
-                label = result.labels[i].replace("_", " ")
-                caption.value = f"<div style='text-align:center;font-size:12px'>{label}<br>{result.scores[i]:.3f}</div>"
+                label = html.escape(result.labels[i].replace("_", " "))
+                caption.value = (f"<div style='text-align:center;font-size:12px' title='{html.escape(result.paths[i])}'>"
+                                 f"{label}<br>{result.scores[i]:.3f}</div>")
                 image.layout.visibility = caption.layout.visibility = "visible"
             else:
+                image.value, caption.value = b"", ""
                 image.layout.visibility = caption.layout.visibility = "hidden"
         timing = result.timings.get("total")
         spent = f" in {timing:.0f} ms" if timing is not None else ""
-        self.status.value = (f"top {len(result.indices)} of gallery <b>{result.gallery}</b> for the "
-                             f"<b>{result.kind}</b> query{spent}")
+        self.status.value = (f"top {len(result.indices)} of gallery <b>{html.escape(result.gallery)}</b> for the "
+                             f"<b>{html.escape(result.kind)}</b> query{spent}")
         self.grid.layout.visibility = "visible"
         self.signature.value = f"results: {result.signature} (query #{result.seq})"
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (whitespace runs, newlines included, become one space), cut at ``limit``."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -9,12 +9,11 @@ recorded strokes, so the pad works the same when fed recorded strokes or a sketc
 ``SketchSearchApp`` joins a pad, a ``results_panel.ResultsPanel`` and a
 ``live_query.SketchSearcher``: at the end of every stroke (and when the kind or gallery changes)
 it submits a query to a ``LatestQueryRunner``, so drawing never waits and the newest query wins.
-An empty pad shows a hint instead of querying.
+An empty pad shows a hint instead of querying; a failed query, one error line and no tiles.
 """
 from __future__ import annotations
 
 import html
-
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -24,6 +23,7 @@ from ipycanvas import Canvas, hold_canvas
 from PIL import Image
 
 from ..search.live import LatestQueryRunner, QueryResult, SketchSearcher
+from .pad_controls import PAD_CSS, edit_button, pen_width_buttons
 from .results_panel import ResultsPanel
 from ..search.strokes import WIDTH_CHOICES, Drawing, normalize_sketch_image, rasterize
 
@@ -36,8 +36,9 @@ class SketchPad:
     Args:
         size: canvas side in screen pixels.
         line_width: on-screen pen width in pixels at the "medium" width.
-    Attributes: ``drawing`` (the recorded strokes), ``canvas``, ``width`` (ToggleButtons),
-    ``count`` (label "strokes: N", CSS class ``mars-stroke-count``), ``widget`` (the whole pad).
+    Attributes: ``drawing`` (the recorded strokes), ``canvas``, ``width`` (ToggleButtons labelled
+    thin / medium / thick, CSS class ``mars-pen-width``), ``undo_button`` / ``clear_button``, ``count``
+    (label "strokes: N", CSS class ``mars-stroke-count``), ``widget`` (the whole pad).
     """
 
     def __init__(self, size: int = 320, line_width: float = 2.5):
@@ -50,18 +51,17 @@ class SketchPad:
         self.canvas = Canvas(width=size, height=size, layout=widgets.Layout(
             width=f"{size}px", height=f"{size}px", border="1px solid #999"))
         self.canvas.add_class("mars-sketch-canvas")
-        self.width = widgets.ToggleButtons(options=list(WIDTH_CHOICES), value="medium", description="pen")
-        self.width.style.button_width = "72px"
-        self.undo_button = widgets.Button(description="undo", icon="undo", layout=widgets.Layout(width="80px"))
-        self.clear_button = widgets.Button(description="clear", icon="trash", layout=widgets.Layout(width="80px"))
+        self.width = pen_width_buttons("medium")
+        self.undo_button = edit_button("undo", "undo", "undo the last stroke")
+        self.clear_button = edit_button("clear", "trash", "clear the pad and the results")
         self.count = widgets.Label(value="strokes: 0")
         self.count.add_class("mars-stroke-count")
         self.undo_button.on_click(lambda _b: self.undo())
         self.clear_button.on_click(lambda _b: self.clear())
         self.width.observe(lambda _c: self._changed(), names="value")
         self._connect_events()
-        self.widget = widgets.VBox([self.canvas, widgets.HBox([self.undo_button, self.clear_button, self.count]),
-                                    self.width])
+        self.widget = widgets.VBox([widgets.HTML(PAD_CSS), self.canvas,
+                                    widgets.HBox([self.undo_button, self.clear_button, self.count]), self.width])
 
     def _connect_events(self) -> None:
         canvas = self.canvas
@@ -146,7 +146,7 @@ class SketchPad:
         self.drawing.clear()
         self.image = normalize_sketch_image(image)
         shown = np.asarray(self.image.convert("RGB").resize((self.size, self.size), Image.Resampling.LANCZOS))
-        with hold_canvas(self.canvas):
+        with hold_canvas():
             self.canvas.clear()
             self.canvas.put_image_data(shown, 0, 0)
         self._changed()
@@ -165,7 +165,7 @@ class SketchPad:
 
     def redraw(self) -> None:
         """Repaint every stroke in one batch."""
-        with hold_canvas(self.canvas):
+        with hold_canvas():
             self.canvas.clear()
             for stroke in self.drawing.strokes:
                 self._draw_stroke(stroke)
@@ -176,17 +176,17 @@ class SketchPad:
         self.canvas.line_cap = self.canvas.line_join = "round"
 
     def _dot(self, x: float, y: float) -> None:
-        with hold_canvas(self.canvas):
+        with hold_canvas():
             self._pen_style()
             self.canvas.fill_circle(x, y, self.canvas.line_width / 2)
 
     def _segment(self, start, end) -> None:
-        with hold_canvas(self.canvas):
+        with hold_canvas():
             self._pen_style()
             self.canvas.stroke_line(start[0], start[1], end[0], end[1])
 
     def _draw_stroke(self, stroke: np.ndarray) -> None:
-        with hold_canvas(self.canvas):
+        with hold_canvas():
             self._pen_style()
             if len(stroke) == 1:
                 self.canvas.fill_circle(float(stroke[0, 0]), float(stroke[0, 1]), self.canvas.line_width / 2)
@@ -212,6 +212,7 @@ class SketchSearchApp:
         self.pad = SketchPad(pad_size)
         self.panel = ResultsPanel(searcher.k, searcher.gallery_names, kind=kind)
         self._folder_gallery = folder_gallery
+        self.shown: QueryResult | None = None  # the result on show (None: hint, message or failure)
         self.runner = LatestQueryRunner(self._compute, self._deliver, self._failed)
         self.pad.on_change(lambda _pad: self.request())
         self.panel.kind.observe(lambda _c: self.request(), names="value")
@@ -230,6 +231,7 @@ class SketchSearchApp:
         """Queue a query for the pad's current content (returns its number), or show the hint if empty."""
         if self.pad.is_empty:
             self.runner.cancel()
+            self.shown = None
             self.panel.show_hint()
             return None
         gallery = self.panel.gallery.value
@@ -244,13 +246,15 @@ class SketchSearchApp:
         return self.searcher.query_image(image, kind, gallery, seq=seq)
 
     def _deliver(self, result: QueryResult | None) -> None:
+        self.shown = result
         if result is None:
             self.panel.show_hint()
         else:
             self.panel.show_results(result)
 
     def _failed(self, error: BaseException, seq: int) -> None:
-        self.panel.show_message(f"query #{seq} failed: {type(error).__name__}: {error}", error=True)
+        self.shown = None  # the old tiles answered an older sketch: they go with the failure
+        self.panel.show_failure(f"query #{seq} failed: {type(error).__name__}: {error}")
 
     def add_folder(self, folder: str) -> None:
         """Add a user's folder (``<root>/photo/<class>/<file>``) as a gallery and select it."""
@@ -267,8 +271,12 @@ class SketchSearchApp:
         self.panel.gallery.value = name  # triggers a query, which builds the index on the worker
 
     def wait(self, timeout: float = 120.0) -> QueryResult | None:
-        """Wait for the newest query to finish and return the result shown (None: the hint)."""
-        return self.runner.wait(timeout) if not self.pad.is_empty else None
+        """Wait for the newest query; return the result on show (None: the hint or a failed query,
+        never ``runner.last_result``, which after a failure is still the previous query's answer)."""
+        if self.pad.is_empty:
+            return None
+        self.runner.wait(timeout)
+        return self.shown
 
     def close(self) -> None:
         self.runner.close()
