@@ -164,14 +164,17 @@ def test_huge_png_is_refused_before_decoding_in_little_memory(tmp_path):
     huge = write_huge_png(tmp_path / "huge.png", 13000, 13000)
     assert huge.stat().st_size < 1_000_000
     assert int.from_bytes(huge.read_bytes()[16:20], "big") == 13000  # the IHDR width
-    # A fresh process, so its peak RSS is this load alone (ru_maxrss is in KiB on Linux).
+    # A fresh process, so its peak RSS is this load alone. VmHWM (/proc) belongs to the process's own
+    # memory map; ru_maxrss would not do: Linux carries it over from the parent (pytest) across exec.
     script = (
-        "import resource, sys\n"
+        "import re, sys\n"
+        "def peak_mb():\n"
+        "    return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024\n"
         "from mars_lite.data import ImageLoadError, load_image\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "before = peak_mb()\n"
         "try:\n    load_image(sys.argv[1])\n    print('LOADED')\n"
         "except ImageLoadError as err:\n    print('REFUSED', err)\n"
-        "print('PEAK_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, before / 1024)\n"
+        "print('PEAK_MB', peak_mb(), before)\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != "MARS_LITE_MAX_PIXELS"}
     done = subprocess.run([sys.executable, "-c", script, str(huge)], capture_output=True, text=True,
