@@ -230,3 +230,29 @@ def test_train_on_error_skip_trains_past_a_corrupt_image(tmp_path, mini_sbir, ca
     with pytest.warns(UserWarning, match=broken.name):
         assert main(args + ["--out", str(tmp_path / "b"), "--on-error", "skip"]) == 0
     assert (tmp_path / "b" / "last.safetensors").is_file()
+
+
+def test_a_users_mistake_is_one_line_and_exit_2_unless_debugging(tmp_path, capsys, monkeypatch):
+    """The one top-level handler: MarsLiteError / OSError -> one line on stderr, status 2;
+    --debug (anywhere on the line) or MARS_LITE_DEBUG=1 lets the traceback through."""
+    from mars_lite.errors import MarsLiteError
+
+    missing = tmp_path / "missing.safetensors"
+    args = ["evaluate", "--checkpoint", str(missing), "--data", "mini_sbir", "--out", str(tmp_path / "o")]
+    monkeypatch.delenv("MARS_LITE_DEBUG", raising=False)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err and "Traceback" not in err
+    assert err.startswith("mars-lite evaluate: error: ")
+    with pytest.raises((MarsLiteError, OSError)):
+        main(args + ["--debug"])
+    monkeypatch.setenv("MARS_LITE_DEBUG", "1")
+    with pytest.raises((MarsLiteError, OSError)):
+        main(args)
+    # a bug (not a user's mistake) is never swallowed
+    monkeypatch.delenv("MARS_LITE_DEBUG")
+    import importlib
+    main_module = importlib.import_module("mars_lite.cli.main")
+    monkeypatch.setattr(main_module, "_run", lambda argv: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["data", "list"])

@@ -212,3 +212,17 @@ def test_run_notebook_injects_parameters(tmp_path):
     assert done.cells[2].metadata["tags"] == ["injected-parameters"] and done.cells[2].source == "X = 2"
     assert done.cells[3].outputs[0]["text"].strip() == "nb"            # ran in the notebook's folder
     assert nbformat.read(src, as_version=4).cells[1].source == "X = 1"  # source untouched
+
+
+def test_out_of_memory_names_the_parameter_to_lower(fast_setup, monkeypatch):
+    """A GPU out-of-memory error in notebook 03's run says which notebook parameter to lower."""
+    from mars_lite.errors import MarsLiteError
+    from mars_lite.train import training
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(training, "train", no_memory)
+    with pytest.raises(MarsLiteError, match="BATCH_SIZE") as caught:
+        study.train_study_model(fast_setup)
+    assert "batch size" in str(caught.value) and isinstance(caught.value.__cause__, torch.OutOfMemoryError)

@@ -32,9 +32,19 @@ def train_study_model(setup: StudySetup, out_dir: str | os.PathLike | None = Non
     """
     from ..train.training import train
 
+    import torch
+
+    from ..errors import MarsLiteError
+
     cfg = study_train_config(setup, **overrides)
-    return train(cfg, setup.data, out_dir or setup.train_dir, device=setup.device, progress=False, verbose=verbose,
-                 overwrite=True)
+    try:
+        return train(cfg, setup.data, out_dir or setup.train_dir, device=setup.device, progress=False,
+                     verbose=verbose, overwrite=True)
+    except torch.OutOfMemoryError as error:
+        raise MarsLiteError(
+            f"out of memory training {cfg.model} in {cfg.mode} mode at batch size {cfg.batch_size} on {setup.device}: "
+            "lower the notebook parameter BATCH_SIZE (or TRAIN_MODE='frozen', which trains on cached embeddings)"
+        ) from error
 
 
 def ensure_checkpoint(setup: StudySetup) -> Path:
