@@ -134,6 +134,8 @@ def run_notebook(path: str | os.PathLike, parameters: dict | None = None, out: s
             raise ValueError(f"{path} needs exactly one cell tagged 'parameters' to override, found {len(tagged)}")
         source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
         cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+        if nb.nbformat_minor < 5:  # cell ids came with nbformat 4.5: an older notebook would not validate
+            cell.pop("id", None)
         nb.cells.insert(tagged[0] + 1, cell)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     out = Path(out) if out is not None else settings.artifacts_dir() / "executed" / f"{path.stem}.executed.ipynb"

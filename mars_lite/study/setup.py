@@ -98,6 +98,22 @@ class StudySetup:
         """The checkpoint later notebooks use: the best (seen-class validation) one of notebook 03."""
         return self.train_dir / "best.safetensors"
 
+    @property
+    def random_weights(self) -> bool:
+        """A backbone at random weights (``weights="none"``; not the stand-in, which ships its own)."""
+        return self.pretrained is None and self.model_name != STANDIN_MODEL
+
+    def science_check(self, what: str) -> bool:
+        """Whether to run the science assertion ``what`` (one that holds only for trained weights).
+
+        False, after printing that ``what`` is skipped and why, for random backbone weights: such a
+        run (CI's full-mode check on a CPU) exercises the code paths, not the method's claims.
+        """
+        if self.random_weights:
+            print(f"skipped: {what} (needs trained weights; this run has random backbone weights)")
+            return False
+        return True
+
     def model_options(self) -> dict:
         """Keyword arguments of ``mars_lite.open_model`` for this setup: its weights, device and seed
         (the seed makes a random-init backbone the same in every notebook, so caches are shared)."""
@@ -140,7 +156,7 @@ def load_study_setup(seed: int = 0, *, full_split: str = DEFAULT_FULL_SPLIT,
                      full_data: str | os.PathLike | None = None, fast: bool | None = None,
                      model: str | None = None, weights: str | os.PathLike | None = None,
                      device: str | None = None, batch_size: int | None = None,
-                     train_mode: str | None = None) -> StudySetup:
+                     train_mode: str | None = None, epochs: int | None = None) -> StudySetup:
     """The study configuration for the current mode (``MARS_LITE_FAST``, or ``fast=`` to force one).
 
     Args:
@@ -150,8 +166,9 @@ def load_study_setup(seed: int = 0, *, full_split: str = DEFAULT_FULL_SPLIT,
         model, weights: the backbone (see ``choose_backbone``; ``weights`` a tag, a local weight
             file or ``none``); default from ``MARS_LITE_MODEL``/``MARS_LITE_WEIGHTS``, else as above.
         device: torch device (default ``MARS_LITE_DEVICE``, else CUDA when present in full mode).
-        batch_size, train_mode: override the training config's batch size and backbone mode
-            (``frozen``/``paper``/``layernorm``) of notebook 03's run.
+        batch_size, train_mode, epochs: override the training config's batch size, backbone mode
+            (``frozen``/``paper``/``layernorm``) and epochs of notebook 03's run; notebooks 04-06
+            pass the same ones, so they reuse its checkpoint instead of training another.
     """
     fast = settings.fast_mode() if fast is None else fast
     if not fast and model is None and not os.environ.get(ENV_MODEL):
@@ -161,6 +178,8 @@ def load_study_setup(seed: int = 0, *, full_split: str = DEFAULT_FULL_SPLIT,
     overrides = {"batch_size": batch_size} if batch_size else {}
     if train_mode:
         overrides["mode"] = train_mode
+    if epochs:
+        overrides["epochs"] = epochs
     device = device or os.environ.get(ENV_DEVICE) or None
     if fast:
         data = resolve_data(MINI_SBIR)
@@ -171,7 +190,7 @@ def load_study_setup(seed: int = 0, *, full_split: str = DEFAULT_FULL_SPLIT,
     split = load_split(full_split)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     sizes = full_train_sizes()
-    sizes["overrides"].update({"model": choice.model, "pretrained": pretrained, **overrides})
+    sizes["overrides"].update({"model": choice.model, "pretrained": _train_weights(choice), **overrides})
     return StudySetup("full", seed, choice.model, pretrained, _full_data(split, full_data), split, device,
                       _artifacts("full"), per_class=200, picture_per_class=40, train=sizes, backbone=choice)
 
@@ -188,8 +207,14 @@ def fast_train_sizes(backbone: BackboneChoice | None = None) -> dict:
     computed once: training CLIP's towers on two CPU cores would take hours."""
     if backbone is None or backbone.standin:
         return {"config": "fast", "overrides": {}, "ablation_epochs": 30}
-    return {"config": "frozen", "overrides": {"model": backbone.model, "pretrained": backbone.pretrained,
+    return {"config": "frozen", "overrides": {"model": backbone.model, "pretrained": _train_weights(backbone),
                                               "epochs": 30, "num_workers": 0}, "ablation_epochs": 30}
+
+
+def _train_weights(backbone: BackboneChoice) -> str:
+    """The backbone's weights as a training-config override: random weights are ``"none"``, since
+    a ``None`` override means "keep the config's own" (OpenAI weights for ViT-B-32)."""
+    return "none" if backbone.pretrained is None else backbone.pretrained
 
 
 def full_train_sizes() -> dict:
