@@ -38,6 +38,16 @@ def _no_cached_clip_weights(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path_factory.getbasetemp() / "empty_hf_cache"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module (the training tests: steady timings on a shared 2-core CI box)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real data built into the package (mini_sbir/, quickdraw_bitmap/)."""

@@ -28,12 +28,7 @@ QUICK = {"mode": "frozen", "max_images_per_class": 4, "batch_size": 16, "epochs"
          "verbose": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: training tests on one thread
 
 
 def _snapshot(folder) -> dict:

@@ -30,12 +30,7 @@ from mars_lite.train.training import load_train_config, train
 SMALL = {"max_images_per_class": 8, "batch_size": 16, "epochs": 3, "val_fraction": 0.1}   # a few steps, real images
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: training tests on one thread
 
 
 @pytest.fixture(scope="module")
