@@ -44,24 +44,17 @@ def check_weights(model: str, pretrained: str | None) -> str | None:
     Returns ``pretrained`` with a local weight file made absolute. Raises ``ConfigError`` (unknown
     model), ``WeightsUnavailableError`` (a tag neither cached nor downloadable) or ``OptionError``.
     """
-    from ..method.loading import DEFAULT, parse_pretrained
-    from ..method.model import STANDIN_TAG, get_model_config
-    from ..method.weights import resolve_weights
+    from ..method.loading import DEFAULT, config_weights, parse_pretrained
+    from ..method.model import get_model_config, weight_source
 
     config = get_model_config(model)
-    weights = parse_pretrained(pretrained)
-    if weights is None or (config.standin is not None and weights in (DEFAULT, STANDIN_TAG)):
-        return pretrained  # random init, or the stand-in's shipped weights: nothing to fetch
-    source = config.default_pretrained if weights == DEFAULT else weights
-    if source is None:
-        return pretrained
-    if Path(source).expanduser().is_file():
-        return pretrained if weights == DEFAULT else absolute(source)
-    arch = None if config.standin is not None else config.open_clip_name
+    value = config_weights(model, pretrained)
     try:
-        resolve_weights(arch, source)
+        source = weight_source(config, value)  # create_model's own rule, without building
     except (KeyError, ValueError) as err:
-        raise OptionError(f"--pretrained {source}: {err}") from err
+        raise OptionError(f"--pretrained {value}: {err}") from err
+    if source is not None and parse_pretrained(pretrained) != DEFAULT and Path(source).is_file():
+        return absolute(source)  # a local weight file the user named
     return pretrained
 
 

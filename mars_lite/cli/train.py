@@ -9,8 +9,7 @@ import dataclasses
 import json
 import os
 
-from ..method.loading import DEFAULT, parse_pretrained
-from ..method.model import get_model_config
+from ..method.loading import config_weights
 from ..train.config import MODES, list_train_configs, load_train_config
 from ..train.training import train
 from .options import PRETRAINED_HELP, add_data_argument, add_on_error_argument
@@ -64,10 +63,7 @@ def _cli_main(args: argparse.Namespace) -> int:
                  for field, flag in flags.items()}
     cfg = load_train_config(args.config, flags=flags, **overrides)
     if pretrained is not None:  # given on the command line: 'none' means random init, 'default' the model's own
-        weights = parse_pretrained(pretrained)
-        if weights == DEFAULT:
-            weights = get_model_config(cfg.model).default_pretrained
-        cfg = dataclasses.replace(cfg, pretrained=weights)
+        cfg = dataclasses.replace(cfg, pretrained=config_weights(cfg.model, pretrained))
     result = train(cfg, args.data, args.out, device=args.device, resume=args.resume, overwrite=args.overwrite,
                    on_error=args.on_error,
                    progress=False if args.quiet else None, verbose=not args.quiet)

@@ -46,6 +46,13 @@ def parse_pretrained(value: str | os.PathLike | None) -> str | None:
     return None if text in _RANDOM else text
 
 
+def config_weights(name: str, pretrained: str | os.PathLike | None) -> str | None:
+    """``parse_pretrained(pretrained)`` with ``"default"`` replaced by model config ``name``'s own
+    weights (OpenAI for ViT-B-32, the shipped ones for a stand-in, none for ``tiny``)."""
+    weights = parse_pretrained(pretrained)
+    return get_model_config(name).default_pretrained if weights == DEFAULT else weights
+
+
 def model_info(model: MarsModel, checkpoint: str | None = None, meta: dict | None = None) -> dict:
     """What is known about ``model``: name, weights, checkpoint, width and (from a checkpoint) the
     classes it trained on and its metric convention (``None`` when unknown)."""
@@ -103,8 +110,5 @@ def open_model(source: MarsModel | str | os.PathLike = "tiny", *, pretrained: st
             torch.manual_seed(seed)
         if checkpoint is not None:
             return load_model(checkpoint, device, pretrained=pretrained)
-        weights = parse_pretrained(pretrained)
-        if weights == DEFAULT:
-            weights = get_model_config(str(source)).default_pretrained
-        model, _ = create_model(str(source), pretrained=weights, device=device)
+        model, _ = create_model(str(source), pretrained=config_weights(str(source), pretrained), device=device)
     return model.eval(), model_info(model)

@@ -218,6 +218,15 @@ def build_preprocess(config: ModelConfig, clip: nn.Module):
     return open_clip.transform.image_transform_v2(pp, is_train=False)
 
 
+def weight_source(config: ModelConfig, pretrained: str | None) -> str | None:
+    """What ``create_model`` loads for ``pretrained``, checked without building anything: ``None``
+    (random init, or a stand-in's shipped weights), an existing local file, or a tag that is cached
+    or downloadable. Raises as ``weights.resolve_weights`` (missing file, unknown tag, offline)."""
+    if config.standin is not None:
+        return None if pretrained in (None, "default", STANDIN_TAG) else resolve_weights(None, pretrained)
+    return resolve_weights(config.open_clip_name, pretrained)
+
+
 def create_model(name: str | Path | dict | ModelConfig, pretrained: str | None = None,
                  device=None) -> tuple[MarsModel, Any]:
     """Build a MARS model and its eval preprocessing.
@@ -231,12 +240,9 @@ def create_model(name: str | Path | dict | ModelConfig, pretrained: str | None =
         ``(model, preprocess)``; ``model.preprocess`` is the same transform.
     """
     config = get_model_config(name)
-    if config.standin is not None:
-        # pretrained by construction: None, "default" or the tag name mean the shipped weights
-        pretrained = None if pretrained in (None, "default", STANDIN_TAG) else pretrained
-        source = None if pretrained is None else resolve_weights(None, pretrained)
-    else:
-        source = resolve_weights(config.open_clip_name, pretrained)
+    if config.standin is not None and pretrained in (None, "default", STANDIN_TAG):
+        pretrained = None  # a stand-in is pretrained by construction: these mean its shipped weights
+    source = weight_source(config, pretrained)
     # open_clip logs a warning through the root logger on every random init, which is the intent
     # here; a filter drops just those records while building, leaving the user's logging as it is.
     quiet = _OpenClipWarnings()
