@@ -13,6 +13,7 @@ by age alone).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -28,14 +29,25 @@ def _tmp_pattern(name: str | None) -> re.Pattern:
     return re.compile(rf"^\.{stem}\.(?:p(?P<pid>\d+)\.)?[^.]+\.tmp$")
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine. In doubt (another user's process, or no way to
+    tell) True: callers use it to decide whether a lock, a temporary or a build folder is orphaned."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
-        return True  # it exists (another user's), or we cannot tell: keep the file
+    except OSError:  # PermissionError: it exists, owned by another user
+        return True
     return True
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read ``chunk`` bytes at a time (never the whole file at once)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def clean_stale_tmp(folder: str | Path, name: str | None = None, max_age: float | None = None) -> list[Path]:
@@ -60,7 +72,7 @@ def clean_stale_tmp(folder: str | Path, name: str | None = None, max_age: float 
         try:
             if not entry.is_file(follow_symlinks=False) or now - entry.stat().st_mtime < max_age:
                 continue
-            if match["pid"] is not None and _process_alive(int(match["pid"])):
+            if match["pid"] is not None and process_alive(int(match["pid"])):
                 continue
             os.unlink(entry.path)
             removed.append(Path(entry.path))

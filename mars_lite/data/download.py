@@ -20,7 +20,6 @@ The HTTP part (timeouts, resuming, retries) is ``fetching.fetch``.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import lzma
 import os
@@ -32,9 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import MarsLiteError
-from ..files import atomic_write
+from ..files import atomic_write, sha256_file
 from .archives import safe_extract
-from .fetching import CHUNK, DownloadError, fetch
+from .fetching import DownloadError, fetch
 from .layout_checks import run_layout_check
 from .registry import RemoteFile, Source, get_source
 
@@ -55,14 +54,6 @@ class ChecksumError(DownloadError):
 
 class ManualStepRequired(DownloadError):
     """Some files must be fetched by hand; the message has the instructions and paths."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:

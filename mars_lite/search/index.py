@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..errors import MarsLiteError
-from ..files import atomic_write
-from .index_files import IndexFileError, check_sha256, install_folder, missing_index_message, sha256_file
+from ..files import atomic_write, sha256_file
+from .index_files import IndexFileError, check_sha256, install_folder, missing_index_message
 from .topk import SearchResult, build_faiss_index, exact_topk, faiss_search, recall_at_k
 
 # /2: index.json records the sha256 of the vector and faiss files (/1 did not: refused, rebuild)

@@ -13,7 +13,6 @@ A gallery index is several files that only make sense together (``index.json``,
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import MarsLiteError
+from ..files import process_alive, sha256_file
 
 REBUILD = "rebuild it with 'mars-lite index build ... --out {folder}'"
 
@@ -31,15 +31,6 @@ class IndexFileError(MarsLiteError, ValueError):
 
 class IndexFolderError(MarsLiteError, FileExistsError):
     """The destination of an index cannot take one (not a folder, a folder of other files, not writable)."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_sha256(folder: Path, name: str, record: dict) -> None:
@@ -101,21 +92,11 @@ def check_destination(folder: str | Path) -> Path:
     return folder
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale(folder: Path) -> None:
     """Delete build / displaced folders next to ``folder`` left by processes no longer running."""
     for path in _siblings(folder, "building") + _siblings(folder, "old"):
         pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..errors import MarsLiteError, RunFolderError
+from ..files import process_alive
 from .distributed import DistInfo, share_error
 from .state import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, STATE_FILE
 
@@ -38,16 +39,6 @@ class RunOptionsError(MarsLiteError, ValueError):
 def run_files(out_dir: str | Path) -> list[str]:
     """Names of the files of a run present in ``out_dir`` (empty when it holds none)."""
     return [name for name in RUN_FILES if (Path(out_dir) / name).is_file()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: another user's live process
-        return True
-    return True
 
 
 def _read_lock(path: Path) -> dict | None:
@@ -70,7 +61,7 @@ def _is_stale(record: dict | None) -> bool:
     if record is None or record.get("host") != socket.gethostname():
         return False
     pid = record.get("pid")
-    return isinstance(pid, int) and not _alive(pid)
+    return isinstance(pid, int) and not process_alive(pid)
 
 
 class RunLock:

@@ -119,17 +119,17 @@ def default_checkpoint(backbone=None, progress: bool = False) -> Path:
     two CPU cores); another backbone with the ``frozen`` config (embeddings computed once)."""
     import hashlib
 
+    from ..files import sha256_file
     from ..method.standin import WEIGHTS
     from ..train import ensure_trained
     from ..train.training import load_train_config
 
     if backbone is None or backbone.standin:
-        digest = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:16]
+        digest = sha256_file(WEIGHTS)[:16]
         config = "fast"
     else:
         weights = Path(str(backbone.pretrained)).expanduser()
-        identity = (hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file()
-                    else str(backbone.pretrained))
+        identity = sha256_file(weights) if weights.is_file() else str(backbone.pretrained)
         digest = hashlib.sha256(f"{backbone.model}|{identity}".encode()).hexdigest()[:16]
         config = load_train_config("frozen", model=backbone.model, pretrained=backbone.pretrained,
                                    split="mini_sbir", epochs=30, num_workers=0)
