@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import ConfigError, _check_type, load_config
 from ..method.losses import PAPER_WEIGHTS, TERMS
 from ..eval.metrics import CONVENTIONS
-from ..method.modalities import RETRIEVAL_KINDS
+from ..method.modalities import PAPER_TEMPLATES, RETRIEVAL_KINDS, templates_problem
 
 TRAIN_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MODES = ("frozen", "paper", "layernorm")
@@ -50,6 +50,11 @@ class TrainConfig:
     init_checkpoint: start from this mars_lite checkpoint (backbone, M and classifier) instead of
         ``model``/``pretrained`` -- e.g. frozen-mode training on top of a paper-mode run. Its
         training classes must not include an unseen class of the split.
+    caption_templates: the caption wordings, ``{"photo": [...], "sketch": [...]}``, each a non-empty
+        list of templates with one ``{}`` for the class name (default: the paper's "a photo of a {}" /
+        "a sketch of a {}"). With several templates per kind each image gets one of them, picked by a
+        hash of its file (``mars_lite.train.rows.build_rows``), so the wording of an image never
+        depends on file order or on which other images are in the run.
     """
 
     model: str = "ViT-B-32"
@@ -82,6 +87,7 @@ class TrainConfig:
     frozen_threads: int = 1
     frozen_prefetch: int = 0
     init_checkpoint: str | None = None
+    caption_templates: dict = field(default_factory=lambda: {k: list(v) for k, v in PAPER_TEMPLATES.items()})
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field (``'batch_size' must be >= 1, got 0``)."""
@@ -108,6 +114,8 @@ class TrainConfig:
             return None if value >= 0 else "must be >= 0"
         if name in ("warmup_fraction", "val_fraction"):
             return None if 0 <= value < 1 else "must be in [0, 1)"
+        if name == "caption_templates":
+            return templates_problem(value)
         if name == "loss_weights":
             if set(value) != set(TERMS):
                 return f"needs exactly the keys {list(TERMS)}"

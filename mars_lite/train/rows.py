@@ -2,8 +2,12 @@
 
 A training row is (image, caption, image modality id, caption modality id, class). Captions come
 from the templates of :mod:`mars_lite.method.modalities` ("a sketch of a {}" -> id 2, "a photo of a {}"
--> id 3, underscores become spaces); since they depend only on class and modality, rows point
-into a small table of distinct captions.
+-> id 3, underscores become spaces; ``TrainConfig.caption_templates`` gives others); since they depend
+only on class, modality and template, rows point into a small table of distinct captions. With several
+templates for a modality, each image gets one of them, picked by a hash of its modality, folder and
+file name (:func:`template_index`): deterministic, spread about evenly, the same image always worded
+the same -- whatever the file order, the class annotation or the other images of the run (so a
+validation row's caption is one that the training+validation caption table holds too).
 
 Zero-shot hygiene: only the **seen** classes of a split are read from disk (unseen class folders
 are never opened), a row of an unseen class raises :class:`UnseenClassError`, and model
@@ -21,6 +25,7 @@ dealt out to the ranks, so N processes see exactly the rows one process would (s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -82,8 +87,21 @@ class TrainRows:
         return self.captions[int(self.caption_index[row])]
 
 
-def build_rows(items: Sequence, unseen: Sequence[str] = ()) -> TrainRows:
+def template_index(item, count: int) -> int:
+    """Which of ``count`` templates captions ``item``: a hash of its modality, parent folder and file
+    name (and bitmap row), not of its label, so a relabelled image keeps its wording."""
+    if count <= 1:
+        return 0
+    path = Path(item.path)
+    key = f"{item.modality}/{path.parent.name}/{path.name}" + ("" if item.index is None else f"#{item.index}")
+    return int.from_bytes(hashlib.sha256(f"caption-template|{key}".encode()).digest()[:8], "big") % count
+
+
+def build_rows(items: Sequence, unseen: Sequence[str] = (), templates: dict | None = None) -> TrainRows:
     """Rows with captions for ``items`` (a dataset of seen-class images).
+
+    ``templates``: ``{"photo": [...], "sketch": [...]}`` caption templates (None: the paper's); with
+    several for a modality, each row takes the one :func:`template_index` picks for its image.
 
     Raises:
         TrainingDataError: no items.
@@ -95,7 +113,8 @@ def build_rows(items: Sequence, unseen: Sequence[str] = ()) -> TrainRows:
     check_no_unseen((item.label for item in items), unseen, "training rows")
     texts, image_ids, caption_ids = [], [], []
     for item in items:
-        text, caption_id = caption(item.label, item.modality)
+        count = 1 if templates is None else len(templates.get(item.modality) or ())
+        text, caption_id = caption(item.label, item.modality, templates, template_index(item, count))
         texts.append(text)
         image_ids.append(modality_id(item.modality))
         caption_ids.append(caption_id)

@@ -54,8 +54,16 @@ def _log_fn(enabled: bool):
     return (lambda line: print(f"[mars-lite train] {line}", flush=True)) if enabled else (lambda line: None)
 
 
+def _recorded(saved: dict | None) -> dict | None:
+    """A recorded training config as today's fields read it: runs from before ``caption_templates``
+    existed were captioned with the paper's templates (the field's default)."""
+    if saved is not None and "caption_templates" not in saved:
+        saved = {**saved, "caption_templates": json.loads(json.dumps(TrainConfig().caption_templates))}
+    return saved
+
+
 def _check_resume_config(saved_json: str, cfg: TrainConfig, out_dir: Path) -> None:
-    saved, now = json.loads(saved_json), json.loads(json.dumps(asdict(cfg)))
+    saved, now = _recorded(json.loads(saved_json)), json.loads(json.dumps(asdict(cfg)))
     differ = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
               if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
     if differ:
@@ -82,7 +90,7 @@ def _frozen_setup(model, rows, val_rows, cfg, dist, device, progress, log):
     from .frozen import FrozenEngine
     from .validation import embed_rows, validate, validation_set
     cache = Path(cfg.cache_dir) if cfg.cache_dir else embeddings_cache_dir()
-    both = build_rows(list(rows.items) + list(val_rows.items if val_rows else ()))
+    both = build_rows(list(rows.items) + list(val_rows.items if val_rows else ()), templates=cfg.caption_templates)
     if not dist.is_main:
         barrier(dist)  # the main process fills the cache first
     embedded, captions = embed_rows(model, both, cache, cfg.embed_batch_size,
@@ -188,8 +196,8 @@ def _train_claimed(cfg, data_root, out_dir, device, dist, resume, progress, verb
     seed_everything(cfg.seed)
     split = resolve_split(data_root, cfg.split)
     parts = seen_split(data_root, split, cfg.val_fraction, cfg.val_seed, on_error=on_error)
-    rows = build_rows(_subsample(parts.train, cfg.max_images_per_class), parts.unseen)
-    val_rows = build_rows(parts.val, parts.unseen) if len(parts.val) else None
+    rows = build_rows(_subsample(parts.train, cfg.max_images_per_class), parts.unseen, cfg.caption_templates)
+    val_rows = build_rows(parts.val, parts.unseen, cfg.caption_templates) if len(parts.val) else None
     log(f"{cfg.mode} mode, {len(rows)} training rows of {len(parts.seen)} seen classes, "
         f"{len(val_rows) if val_rows else 0} validation rows, {dist.world_size} process(es) on {device}")
     # a fresh model from the config, or the one stored in init_checkpoint (never one that saw unseen classes)
@@ -240,7 +248,7 @@ def _trained_with(path: Path) -> dict | None:
     from ..method.checkpoint import read_checkpoint
 
     try:
-        return read_checkpoint(path)[1].get("extra", {}).get("train_config")
+        return _recorded(read_checkpoint(path)[1].get("extra", {}).get("train_config"))
     except (FileNotFoundError, ValueError):
         return None
 
