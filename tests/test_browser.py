@@ -4,7 +4,8 @@ Debian's chromium is driven through Playwright's sync API (never ``playwright in
 starts its server on 127.0.0.1 with a free port and throw-away Jupyter config/data/runtime folders,
 draws one stroke on the sketch pad with real mouse events, and reads from the page that the kernel
 received it (the pad's stroke count) and that the results changed (the panel's results signature and
-photos). Every server is stopped with its process group, and its kernels with it.
+photos); then clicks "yes" under a photo and sees the tile marked and the results refined, and "reset
+feedback" bring back the sketch's own results. Every server is stopped with its process group, and its kernels with it.
 """
 from __future__ import annotations
 
@@ -154,6 +155,29 @@ def _draw_and_check(page, server: Server) -> None:
     assert len(sources) == 10 and all(src.startswith(("blob:", "data:")) for src in sources), sources
 
 
+def _mark_and_check(page, server: Server) -> None:
+    """Click "yes" under the last photo: the tile shows the mark and the results change; "reset
+    feedback" brings back the sketch's own results."""
+    from playwright.sync_api import expect
+
+    signature, status = page.locator(".mars-results-signature"), page.locator(".mars-feedback-status")
+    hashed = re.compile(r"results: ([0-9a-f]{12}) ")
+    sketch = hashed.match(signature.first.inner_text()).group(1)
+    page.locator(".mars-results-grid .mars-mark-yes").nth(9).click()
+    try:
+        expect(status).to_have_text("refined from 1 yes / 0 no", timeout=30_000)
+    except AssertionError:
+        raise AssertionError(f"no refined results after the click; the page says {status.first.inner_text()!r} / "
+                             f"{page.locator('.mars-results-status').first.inner_text()!r}; server log:\n"
+                             f"{server.log.read_text()[-2000:]}") from None
+    expect(page.locator(".mars-results-grid .mars-tile-yes")).to_have_count(1, timeout=10_000)
+    expect(page.locator(".mars-results-grid .mars-tile-no")).to_have_count(0)
+    expect(signature).not_to_have_text(re.compile(f"results: {sketch} "), timeout=10_000)
+    page.locator(".mars-feedback-reset").first.click()
+    expect(signature).to_have_text(re.compile(f"results: {sketch} "), timeout=30_000)
+    expect(page.locator(".mars-results-grid .mars-tile-yes")).to_have_count(0, timeout=10_000)
+
+
 def test_drawing_in_jupyterlab_reaches_the_kernel(browser, request, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
@@ -187,6 +211,7 @@ def test_drawing_in_jupyterlab_reaches_the_kernel(browser, request, tmp_path):
         raise AssertionError(f"notebook 06 did not finish; errors: {errors.all_inner_texts()[:3]}; "
                              f"log:\n{server.log.read_text()[-2000:]}") from None
     _draw_and_check(page, server)
+    _mark_and_check(page, server)
     page.close()
 
 
@@ -199,4 +224,5 @@ def test_drawing_in_the_voila_demo_reaches_the_kernel(browser, request, tmp_path
     page.goto(f"http://127.0.0.1:{port}/", timeout=120_000)
     page.locator(".mars-sketch-canvas").first.wait_for(timeout=120_000)
     _draw_and_check(page, server)
+    _mark_and_check(page, server)
     page.close()

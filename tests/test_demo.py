@@ -34,6 +34,8 @@ def test_voila_command_serves_the_packaged_app_on_localhost():
     code = [c for c in cells if c["cell_type"] == "code"]
     assert len(code) == 1 and "build_demo_app()" in "".join(code[0]["source"])
     assert all(not c.get("outputs") for c in code)
+    page = "".join(cells[0]["source"])  # the page says what the marks under the photos do
+    assert "**yes** / **no**" in page and "reset feedback" in page
 
 
 def test_cli_refuses_missing_checkpoint_and_index(tmp_path, capsys):
@@ -56,6 +58,11 @@ def test_default_demo_answers_the_drawing(tmp_path, mini_sbir):
         app.pad.load_image(sorted((mini_sbir / "sketch" / "pizza").glob("*.png"))[0])
         result = app.wait(60)
         assert result is not None and len(result.indices) == 10 and result.gallery == "mini_sbir"
+        app.feedback.mark(9, "yes")  # the demo's tiles take relevance feedback
+        refined = app.wait(60)
+        assert refined.relevant == (result.indices[9],) and refined.signature != result.signature
+        app.feedback.reset()
+        assert app.wait(60).signature == result.signature
         tops, hits = set(), []
         for name in ("camel", "cat", "dog", "elephant", "fish", "lion"):       # the seen classes
             for path in sorted((mini_sbir / "sketch" / name).glob("*.png"))[:3]:

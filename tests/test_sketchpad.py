@@ -168,6 +168,9 @@ def test_class_names_and_paths_are_escaped_in_the_panel(app, mini_sbir, tmp_path
     assert any(escaped in c for c in captions) and not any("<img" in c for c in captions)
     app.add_folder(str(tmp_path / MARKUP))  # a missing folder named like a tag: the message names it, as text
     assert escaped in app.panel.status.value and "<img" not in app.panel.status.value
+    app.feedback.mark(result.labels.index(MARKUP), "yes")  # the feedback line names the marked class, as text
+    assert escaped in app.feedback.status.value and "<img" not in app.feedback.status.value
+    assert app.wait().relevant and "<img" not in app.feedback.status.value
 
 
 def test_clearing_the_pad_clears_the_old_tiles(app, real_sketch):
@@ -178,6 +181,7 @@ def test_clearing_the_pad_clears_the_old_tiles(app, real_sketch):
     assert app.wait() is None
     assert all(image.value == b"" and image.layout.visibility == "hidden" for image in app.panel._images)
     assert all(caption.value == "" and caption.layout.visibility == "hidden" for caption in app.panel._captions)
+    assert all(cell.children[-1].layout.visibility == "hidden" for cell in app.panel.cells)  # the yes / no buttons
     assert app.panel.signature.value == "results: none"
 
 
@@ -199,6 +203,96 @@ def test_a_failed_query_leaves_no_stale_result(tiny, gallery, cache, real_sketch
         assert app.wait().gallery == "mini_sbir"  # the worker survived
     finally:
         app.close()
+
+
+def _tile_classes(app) -> list[str]:
+    """Per tile: "yes", "no" or "" from the cell's CSS classes (what a browser test reads)."""
+    return ["".join(c.split("-")[-1] for c in cell._dom_classes if c.startswith("mars-tile-"))
+            for cell in app.panel.cells]
+
+
+def test_marking_tiles_refines_the_results_and_reset_returns_the_sketch(app, gallery, real_sketch):
+    import torch
+
+    from mars_lite.search.feedback import refine
+
+    app.pad.load_image(real_sketch)
+    sketch = app.wait()
+    assert sketch.query is not None and not sketch.relevant and _tile_classes(app) == [""] * 10
+    assert app.feedback.reset_button.disabled and "yes" in app.feedback.status.value
+    photo = sketch.indices[9]
+    app.feedback.buttons[9][0].click()  # "yes" on the last tile, as the browser's click does
+    refined = app.wait()
+    assert refined.relevant == (photo,) and refined.signature != sketch.signature
+    assert refined.indices.index(photo) < 9  # the photo marked relevant moves up ...
+    tile = refined.indices.index(photo)  # ... and its mark moves with it
+    assert _tile_classes(app) == ["yes" if i == tile else "" for i in range(10)]
+    assert app.panel.cells[tile].layout.border.startswith("3px solid #2e7d32")
+    assert app.feedback.buttons[tile][0].description.endswith("yes") and not app.feedback.reset_button.disabled
+    assert app.feedback.status.value == "refined from 1 yes / 0 no"
+    # the refined ranking is Rocchio's query searched over the same gallery kind
+    matrix = gallery.matrix(sketch.kind)
+    expected = (matrix @ refine(sketch.query, matrix[[photo]], None)).topk(10)
+    assert refined.indices == expected.indices.tolist()
+    assert torch.allclose(torch.tensor(refined.scores), expected.values, atol=1e-5)
+    app.feedback.buttons[tile][0].click()  # clicking a pressed button again unmarks: the sketch's own results
+    alone = app.wait()
+    assert not app.feedback.marks and not alone.relevant and alone.signature == sketch.signature
+    assert _tile_classes(app) == [""] * 10 and app.feedback.buttons[tile][0].description == "yes"
+    no_photo, yes_photo = alone.indices[0], alone.indices[3]
+    app.runner.debounce_s = 0.5  # the second click reads the same tiles as the first (a person is slower)
+    app.feedback.buttons[0][1].click()
+    app.feedback.buttons[3][0].click()
+    both = app.wait()
+    app.runner.debounce_s = 0.0
+    assert both.relevant == (yes_photo,) and both.irrelevant == (no_photo,) and both.signature != sketch.signature
+    assert app.feedback.status.value == "refined from 1 yes / 1 no"
+    assert _tile_classes(app) == [{yes_photo: "yes", no_photo: "no"}.get(row, "") for row in both.indices]
+    app.feedback.mark_photo(no_photo, "no")  # by gallery row (the photo may have left the top 10): unmarked
+    assert app.wait().irrelevant == () and app.feedback.marks == {yes_photo: "yes"}
+    app.feedback.reset_button.click()
+    back = app.wait()
+    assert back.signature == sketch.signature and back.scores == sketch.scores
+    assert not app.feedback.marks and _tile_classes(app) == [""] * 10 and app.feedback.reset_button.disabled
+
+
+def test_marks_are_dropped_when_the_sketch_or_its_kind_changes(app, real_sketch):
+    app.pad.load_image(real_sketch)
+    sketch = app.wait()
+    app.feedback.mark(5, "yes")
+    assert app.wait().relevant == (sketch.indices[5],)
+    app.runner.debounce_s = 0.5  # the next sketch's query cannot be answered before the click below
+    app.pad.add_stroke([(10, 10), (200, 220)])  # a new stroke: the marks judged the old results
+    assert not app.feedback.marks and _tile_classes(app) == [""] * 10
+    assert app.feedback.mark(0, "yes") is None  # the old tiles cannot be judged any more
+    assert "wait for the results" in app.feedback.status.value
+    stroke = app.wait()
+    assert not stroke.relevant and not app.feedback.marks
+    app.runner.debounce_s = 0.0
+    app.feedback.mark(1, "no")
+    assert app.wait().irrelevant == (stroke.indices[1],)
+    app.panel.kind.value = "semantic" if app.panel.kind.value != "semantic" else "original"
+    switched = app.wait()
+    assert not switched.irrelevant and not app.feedback.marks and _tile_classes(app) == [""] * 10
+    app.feedback.mark(2, "yes")
+    assert app.wait().relevant
+    app.pad.undo()  # the pad is empty again: the hint, no marks
+    assert app.wait() is None and not app.feedback.marks and app.feedback.base is None
+
+
+def test_refine_result_checks_its_marks(tiny, gallery, real_sketch):
+    from mars_lite.errors import MarsLiteError
+    from mars_lite.search.feedback import refine_result
+
+    searcher = SketchSearcher(tiny, {"mini_sbir": gallery})
+    sketch = searcher.query_image(real_sketch, "semantic")
+    same = refine_result(searcher, sketch, seq=4)
+    assert same.indices == sketch.indices and same.seq == 4 and not same.relevant
+    mixed = refine_result(searcher, sketch, [sketch.indices[3], sketch.indices[3]], [sketch.indices[3], 7])
+    assert mixed.relevant == (sketch.indices[3],) and mixed.irrelevant == (7,)  # once each; "yes" wins
+    assert mixed.kind == "semantic" and mixed.gallery == "mini_sbir" and mixed.timings["total"] > 0
+    with pytest.raises(MarsLiteError, match="not in gallery 'mini_sbir'"):
+        refine_result(searcher, sketch, [len(gallery)])
 
 
 def test_pen_and_edit_buttons_carry_visible_labels():

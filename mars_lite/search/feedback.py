@@ -8,14 +8,20 @@ Retrieval*, 2008, Sec. 9.1.1, which also gives the customary weights used below)
 Everything here is unit vectors in the gallery's embedding space, so ``q'`` is searched exactly as a
 sketch query is. A "reset" is simply the sketch's own embedding again. ``simulate_feedback`` plays a
 user who marks the top results by their true class, round after round (``benchmarks/feedback_gain.py``).
+``refine_result`` re-ranks a sketch's ``live.QueryResult`` from marked gallery rows: the sketch pad's
+"yes" / "no" marks (``ui/feedback_tiles.py``) and the Python API use it alike.
 """
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..errors import MarsLiteError
 
 ALPHA, BETA, GAMMA = 1.0, 0.75, 0.15  # Manning et al. (2008), Sec. 9.1.1
 
@@ -63,3 +69,40 @@ def simulate_feedback(queries: torch.Tensor, query_labels: Sequence[str], galler
             refined.append(refine(queries[i], gallery[yes], gallery[no]))
         scores.append(torch.stack(refined) @ gallery.T)
     return scores
+
+
+class FeedbackError(MarsLiteError, ValueError):
+    """Marks that cannot refine a result (a row outside the gallery, or a result without its query)."""
+
+
+def refine_result(searcher, base, relevant: Sequence[int] = (), irrelevant: Sequence[int] = (), seq: int = 0):
+    """``base`` re-ranked from marked photos: its query refined with ``refine``, searched again.
+
+    Args:
+        searcher: the ``live.SketchSearcher`` that answered ``base``.
+        base: the sketch's own ``live.QueryResult`` (its ``query``, ``kind`` and ``gallery`` are used).
+        relevant, irrelevant: gallery rows (``base.indices`` entries, or any row) marked "yes" / "no";
+            each mark counts once, a row in both counts as "yes".
+        seq: sequence number of the new result.
+    Returns:
+        a ``QueryResult`` with ``relevant`` / ``irrelevant`` set, same kind and gallery; with no
+        marks, ``base`` itself renumbered ``seq`` (the "reset": the sketch alone). Marked photos are
+        not removed from the ranking (as in ``simulate_feedback``).
+    """
+    yes = tuple(dict.fromkeys(int(i) for i in relevant))
+    no = tuple(i for i in dict.fromkeys(int(i) for i in irrelevant) if i not in yes)
+    if not yes and not no:
+        return dataclasses.replace(base, seq=seq, relevant=(), irrelevant=(), timings=dict(base.timings))
+    if base.query is None:
+        raise FeedbackError("this result does not carry its query embedding; query again with the searcher")
+    t0 = time.perf_counter()
+    matrix = searcher.gallery(base.gallery).matrix(base.kind)
+    outside = [i for i in yes + no if not 0 <= i < len(matrix)]
+    if outside:
+        raise FeedbackError(f"gallery rows {outside} are not in gallery {base.gallery!r} ({len(matrix)} photos); "
+                            "mark rows of its results")
+    query = refine(base.query, matrix[list(yes)], matrix[list(no)])
+    result = searcher.search(query[None], base.kind, base.gallery, seq, [base.image])[0]
+    result.relevant, result.irrelevant = yes, no
+    result.timings["total"] = (time.perf_counter() - t0) * 1e3
+    return result

@@ -38,6 +38,9 @@ class QueryResult:
         indices, scores, labels, paths: the top-k gallery rows, best first.
         timings: milliseconds for ``rasterise``, ``encode``, ``search`` and ``total``.
         image: the (150, 150) ``L`` image that was encoded.
+        query: (D,) the query embedding searched (in ``kind``), kept for relevance feedback.
+        relevant, irrelevant: the gallery rows marked "yes" / "no" that refined the query
+            (``feedback.refine_result``); empty for the sketch alone.
     """
 
     seq: int
@@ -49,6 +52,9 @@ class QueryResult:
     paths: list[str]
     timings: dict[str, float] = field(default_factory=dict)
     image: Image.Image | None = None
+    query: torch.Tensor | None = None
+    relevant: tuple[int, ...] = ()
+    irrelevant: tuple[int, ...] = ()
 
     @property
     def signature(self) -> str:
@@ -138,21 +144,30 @@ class SketchSearcher:
     def query_images(self, images: list[Image.Image], kind: str = "converted", gallery: str | None = None,
                      seq: int = 0) -> list[QueryResult]:
         """Query with sketch images already in the training look (a batch: one forward pass)."""
+        self.gallery(gallery or self.gallery_names[0])  # built (or refused) before the encode is timed
+        t0 = time.perf_counter()
+        queries = self.embed(images, kind)
+        encode_ms = (time.perf_counter() - t0) * 1e3 / len(images)
+        results = self.search(queries, kind, gallery, seq, images)
+        for result in results:
+            result.timings = {"encode": encode_ms, **result.timings}
+        return results
+
+    def search(self, queries: torch.Tensor, kind: str, gallery: str | None = None, seq: int = 0,
+               images: list[Image.Image | None] | None = None) -> list[QueryResult]:
+        """Top-k of (Q, D) query embeddings already in retrieval ``kind`` (one QueryResult each)."""
         name = gallery or self.gallery_names[0]
         index = self.gallery(name)
         t0 = time.perf_counter()
-        queries = self.embed(images, kind)
-        t1 = time.perf_counter()
         approximate = len(index) >= self.approximate_from and bool(index.approximate)
         found = index.search(queries, kind, self.k, approximate=approximate)
-        t2 = time.perf_counter()
+        search_ms = (time.perf_counter() - t0) * 1e3
         results = []
-        for row, image in enumerate(images):
+        for row in range(len(queries)):
             ids = [int(i) for i in found.indices[row] if int(i) >= 0]
             results.append(QueryResult(seq, kind, name, ids, [float(s) for s in found.scores[row][:len(ids)]],
                                        [index.labels[i] for i in ids], [index.paths[i] for i in ids],
-                                       {"encode": (t1 - t0) * 1e3 / len(images), "search": (t2 - t1) * 1e3},
-                                       image))
+                                       {"search": search_ms}, images[row] if images else None, queries[row]))
         return results
 
     def query_strokes(self, strokes, kind: str = "converted", gallery: str | None = None,

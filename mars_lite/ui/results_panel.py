@@ -70,7 +70,7 @@ class ResultsPanel:
         columns: cells per row.
         thumb: thumbnail side in pixels.
     Attributes (widgets): ``kind``, ``gallery``, ``folder`` + ``add_folder`` (a user's gallery
-    folder), ``status``, ``signature``, ``grid``; ``widget`` is the whole panel.
+    folder), ``status``, ``signature``, ``grid`` (of ``cells``, one VBox per tile); ``widget`` is the whole panel.
     """
 
     def __init__(self, k: int = 10, galleries: Sequence[str] = ("mini_sbir",), kind: str = "converted",
@@ -90,9 +90,11 @@ class ResultsPanel:
         self._images = [widgets.Image(format="png", layout=widgets.Layout(width=f"{thumb}px", height=f"{thumb}px"))
                         for _ in range(k)]
         self._captions = [widgets.HTML(layout=widgets.Layout(width=f"{thumb + 8}px")) for _ in range(k)]
-        cells = [widgets.VBox([img, cap], layout=widgets.Layout(align_items="center"))
-                 for img, cap in zip(self._images, self._captions)]
-        self.grid = widgets.GridBox(cells, layout=widgets.Layout(
+        # one cell per tile; other parts may add widgets to a cell (the feedback marks): they are
+        # shown and hidden with the tile
+        self.cells = [widgets.VBox([img, cap], layout=widgets.Layout(align_items="center"))
+                      for img, cap in zip(self._images, self._captions)]
+        self.grid = widgets.GridBox(self.cells, layout=widgets.Layout(
             grid_template_columns=f"repeat({columns}, {thumb + 12}px)", grid_gap="6px"))
         self.grid.add_class("mars-results-grid")
         controls = widgets.VBox([self.kind, self.gallery, widgets.HBox([self.folder, self.add_folder])])
@@ -121,10 +123,10 @@ class ResultsPanel:
     def clear_results(self) -> None:
         """Empty every tile. Hiding the grid alone is not enough: a cell whose own visibility is
         "visible" stays on screen inside a hidden parent (CSS), so the tiles are emptied and hidden."""
-        for image, caption in zip(self._images, self._captions):
+        for i, (image, caption) in enumerate(zip(self._images, self._captions)):
             image.value = b""
             caption.value = ""
-            image.layout.visibility = caption.layout.visibility = "hidden"
+            self._tile_visible(i, False)
         self.grid.layout.visibility = "hidden"
         self.signature.value = "results: none"
 
@@ -136,16 +138,20 @@ class ResultsPanel:
                 label = html.escape(result.labels[i].replace("_", " "))
                 caption.value = (f"<div style='text-align:center;font-size:12px' title='{html.escape(result.paths[i])}'>"
                                  f"{label}<br>{result.scores[i]:.3f}</div>")
-                image.layout.visibility = caption.layout.visibility = "visible"
+                self._tile_visible(i, True)
             else:
                 image.value, caption.value = b"", ""
-                image.layout.visibility = caption.layout.visibility = "hidden"
+                self._tile_visible(i, False)
         timing = result.timings.get("total")
         spent = f" in {timing:.0f} ms" if timing is not None else ""
         self.status.value = (f"top {len(result.indices)} of gallery <b>{html.escape(result.gallery)}</b> for the "
                              f"<b>{html.escape(result.kind)}</b> query{spent}")
         self.grid.layout.visibility = "visible"
         self.signature.value = f"results: {result.signature} (query #{result.seq})"
+
+    def _tile_visible(self, i: int, visible: bool) -> None:
+        for child in self.cells[i].children:
+            child.layout.visibility = "visible" if visible else "hidden"
 
 
 def one_line(text: str, limit: int = 300) -> str:

@@ -9,7 +9,8 @@ recorded strokes, so the pad works the same when fed recorded strokes or a sketc
 ``SketchSearchApp`` joins a pad, a ``results_panel.ResultsPanel`` and a
 ``live_query.SketchSearcher``: at the end of every stroke (and when the kind or gallery changes)
 it submits a query to a ``LatestQueryRunner``, so drawing never waits and the newest query wins.
-An empty pad shows a hint instead of querying; a failed query, one error line and no tiles.
+An empty pad shows a hint instead of querying; a failed query, one error line and no tiles. Tile marks
+(``feedback_tiles``) re-rank the sketch's result through the same runner, until the sketch, kind or gallery changes.
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ import numpy as np
 from ipycanvas import Canvas, hold_canvas
 from PIL import Image
 
+from ..search.feedback import refine_result
 from ..search.live import LatestQueryRunner, QueryResult, SketchSearcher
+from .feedback_tiles import FeedbackTiles
 from .pad_controls import PAD_CSS, edit_button, pen_width_buttons
 from .results_panel import ResultsPanel
 from ..search.strokes import WIDTH_CHOICES, Drawing, normalize_sketch_image, rasterize
@@ -109,12 +112,12 @@ class SketchPad:
             self.canvas.clear()
         self.drawing.begin(x, y)
         self._last = (x, y)
-        self._dot(x, y)
+        self._draw_stroke(np.array([[x, y]], dtype=float))  # a dot until the pen moves
 
     def _pen_move(self, x: float, y: float) -> None:
         if self._last is None or not self.drawing.extend(x, y):
             return
-        self._segment(self._last, (x, y))
+        self._draw_stroke(np.array([self._last, (x, y)], dtype=float))
         self._last = (x, y)
 
     def _pen_up(self, _x: float, _y: float) -> None:
@@ -170,24 +173,11 @@ class SketchPad:
             for stroke in self.drawing.strokes:
                 self._draw_stroke(stroke)
 
-    def _pen_style(self) -> None:
-        self.canvas.stroke_style = self.canvas.fill_style = INK_COLOUR
-        self.canvas.line_width = self.line_width * self.width_scale
-        self.canvas.line_cap = self.canvas.line_join = "round"
-
-    def _dot(self, x: float, y: float) -> None:
-        with hold_canvas():
-            self._pen_style()
-            self.canvas.fill_circle(x, y, self.canvas.line_width / 2)
-
-    def _segment(self, start, end) -> None:
-        with hold_canvas():
-            self._pen_style()
-            self.canvas.stroke_line(start[0], start[1], end[0], end[1])
-
     def _draw_stroke(self, stroke: np.ndarray) -> None:
         with hold_canvas():
-            self._pen_style()
+            self.canvas.stroke_style = self.canvas.fill_style = INK_COLOUR
+            self.canvas.line_width = self.line_width * self.width_scale
+            self.canvas.line_cap = self.canvas.line_join = "round"
             if len(stroke) == 1:
                 self.canvas.fill_circle(float(stroke[0, 0]), float(stroke[0, 1]), self.canvas.line_width / 2)
             else:
@@ -214,6 +204,7 @@ class SketchSearchApp:
         self._folder_gallery = folder_gallery
         self.shown: QueryResult | None = None  # the result on show (None: hint, message or failure)
         self.runner = LatestQueryRunner(self._compute, self._deliver, self._failed)
+        self.feedback = FeedbackTiles(self.panel, self._refine)
         self.pad.on_change(lambda _pad: self.request())
         self.panel.kind.observe(lambda _c: self.request(), names="value")
         self.panel.gallery.observe(lambda _c: self.request(), names="value")
@@ -229,6 +220,7 @@ class SketchSearchApp:
 
     def request(self) -> int | None:
         """Queue a query for the pad's current content (returns its number), or show the hint if empty."""
+        self.feedback.drop(self.runner.latest_seq + 1)  # the marks judged the results of the sketch before
         if self.pad.is_empty:
             self.runner.cancel()
             self.shown = None
@@ -239,7 +231,12 @@ class SketchSearchApp:
             self.panel.show_message(f"building the index of gallery {gallery} (first use) ...")
         return self.runner.submit(self.pad.snapshot(), self.panel.kind.value, gallery)
 
-    def _compute(self, snapshot, kind: str, gallery: str, seq: int) -> QueryResult | None:
+    def _refine(self, base: QueryResult, relevant: tuple, irrelevant: tuple) -> int:
+        return self.runner.submit(None, base.kind, base.gallery, (base, relevant, irrelevant))
+
+    def _compute(self, snapshot, kind: str, gallery: str, marks=None, *, seq: int) -> QueryResult | None:
+        if marks is not None:  # relevance feedback: the sketch's own result re-ranked from the marks
+            return refine_result(self.searcher, *marks, seq=seq)
         strokes, width_scale, image = snapshot
         if strokes:
             return self.searcher.query_strokes(strokes, kind, gallery, width_scale=width_scale, seq=seq)
@@ -251,10 +248,12 @@ class SketchSearchApp:
             self.panel.show_hint()
         else:
             self.panel.show_results(result)
+        self.feedback.show(result)
 
     def _failed(self, error: BaseException, seq: int) -> None:
         self.shown = None  # the old tiles answered an older sketch: they go with the failure
         self.panel.show_failure(f"query #{seq} failed: {type(error).__name__}: {error}")
+        self.feedback.show(None)
 
     def add_folder(self, folder: str) -> None:
         """Add a user's folder (``<root>/photo/<class>/<file>``) as a gallery and select it."""
