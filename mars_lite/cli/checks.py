@@ -62,7 +62,7 @@ def check_gallery(gallery: str, benchmark: str | None = None, split: str | None 
     """A gallery folder that holds photos (in the folder layout, or as ``benchmark``), and a
     ``split`` that fits it. Returns a built-in name unchanged, a folder absolute."""
     from ..data.benchmarks import resolve_layout
-    from ..data.folder import LayoutError, find_modality_folders
+    from ..data.folder import LayoutError, find_modality_folders, folder_dataset
     from ..data.items import PHOTO
     from ..data.locations import BUILTIN_SETS, resolve_data
     from ..data.splits import load_split
@@ -72,8 +72,12 @@ def check_gallery(gallery: str, benchmark: str | None = None, split: str | None 
         if benchmark:
             resolve_layout(benchmark, root)
         elif PHOTO not in find_modality_folders(root):
-            raise LayoutError(f"gallery {root} has no photo folder: expected {root}/photo/<class>/<image> "
-                              "(or pass --benchmark sketchy|tuberlin|quickdraw for a benchmark root)")
+            try:  # a user's photo folder, <root>/<class>/<image> or unlabelled files (listed, not decoded)
+                folder_dataset(root, modality=PHOTO, validate="none")
+            except LayoutError:
+                raise LayoutError(f"gallery {root} has no photo folder: expected {root}/photo/<class>/<image> "
+                                  f"or {root}/<class>/<image> (or pass --benchmark sketchy|tuberlin|quickdraw "
+                                  "for a benchmark root)") from None
         if split:
             load_split(split, root)
     except (KeyError, ValueError) as err:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..data.folder import is_unlabelled
 from ..method.loading import open_model
 from ..search.index import GALLERY_KIND, gallery_dataset, photo_index_from_items, sketch_queries
 from ..search.index_files import check_destination
@@ -30,7 +31,9 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     build = actions.add_parser("build", help="embed a gallery's photos and save a searchable index",
                                description="Embed the photos of a gallery (through the embedding cache), "
-                               "build exact + approximate search and save them to --out.")
+                               "build exact + approximate search and save them to --out. --data may also be a "
+                               "folder of your own photos: <data>/<class>/<image>, or image files without class "
+                               "folders (searchable, unlabelled).")
     add_model_arguments(build, default_model="tiny")
     add_data_argument(build, default="mini_sbir")
     add_on_error_argument(build)
@@ -58,7 +61,8 @@ def _run_build(args: argparse.Namespace) -> int:
     index = photo_index_from_items(model, dataset, cache, progress=True,
                                    meta={"data": str(args.data), "benchmark": args.benchmark, "split": args.split,
                                          "checkpoint": args.checkpoint and str(args.checkpoint)})
-    print(f"embedded {len(index)} photos of {len(set(index.labels))} classes in {time.perf_counter() - start:.1f} s")
+    what = "unlabelled (no class folders)" if is_unlabelled(dataset) else f"of {len(set(index.labels))} classes"
+    print(f"embedded {len(index)} photos {what} in {time.perf_counter() - start:.1f} s")
     method = args.approximate
     if method == "auto":
         method = "ivf" if len(index) >= 50_000 else "hnsw"

@@ -6,6 +6,13 @@ the built-in ``mini_sbir`` and of a user's own data. Only files directly inside 
 count; hidden files are ignored, and other non-image files and sub-folders are listed in
 ``dataset.ignored``.
 
+A *bare* folder, one modality without the modality level, is read too: ``<root>/<class>/<file>``
+(labelled by class folder) or image files directly in ``<root>`` (one unlabelled set, every label
+``UNLABELLED``). ``folder_dataset(root, modality="photo"|"sketch")`` reads ``root`` so (or its
+modality folder, when it has the kit's layout); with ``modality=None`` a folder without modality
+folders that holds images this way is read as a gallery of photos, so a user's photo folder works
+wherever a gallery is accepted (``index build``, ``query``, the sketch pad).
+
 Validation (``validate=``) happens once, when the dataset is built:
 
 ``"header"`` (default) opens every file's header and lets PIL verify its structure (plus a JPEG
@@ -39,6 +46,8 @@ MODALITY_FOLDER_NAMES = {
 ON_ERROR_CHOICES = ("raise", "skip")
 VALIDATE_CHOICES = ("header", "full", "none")
 _MAX_LISTED = 10  # how many bad paths an error or warning message spells out
+# label of the images of a flat folder (no class folders); parentheses: no class folder is named so
+UNLABELLED = "(unlabelled)"
 
 
 class LayoutError(MarsLiteError, FileNotFoundError):
@@ -225,31 +234,86 @@ def find_modality_folders(root: Path) -> dict[str, Path]:
     return found
 
 
+def is_unlabelled(dataset: ImageDataset) -> bool:
+    """Whether ``dataset`` came from a flat folder of files without class folders (no metrics then)."""
+    return len(dataset) > 0 and all(item.label == UNLABELLED for item in dataset)
+
+
+def modality_folder(root: str | os.PathLike, modality: str) -> Path:
+    """The folder holding ``modality``'s class folders: ``root``'s modality folder when it has the
+    kit's layout, else ``root`` itself (a bare folder). ``LayoutError`` when ``root`` has modality
+    folders but not this one."""
+    root = Path(root)
+    found = find_modality_folders(root)
+    if found and modality not in found:
+        raise LayoutError(f"{root} has a {'/'.join(found)} folder but no {modality} folder; point at the folder "
+                          f"that holds your {modality}s (<folder>/<class>/<image>)")
+    return found.get(modality, root)
+
+
+def _bare_dataset(root: Path, modality: str, on_error: str, classes, validate: str) -> ImageDataset:
+    """``<root>/<class>/<file>``, else the image files directly in ``root`` labelled ``UNLABELLED``."""
+    broken: list[tuple[Path, str]] = []
+    folders = list_class_folders(root, modality, broken)
+    loose = [Path(e.path) for e in sorted(os.scandir(root), key=lambda e: e.name)
+             if not e.name.startswith(".") and entry_kind(e)[0] == "file" and is_image_file(Path(e.path))]
+    if not folders:
+        if classes is not None:
+            raise LayoutError(f"{root} has no class folders, so the classes {sorted(classes)} cannot be chosen; "
+                              f"put each class's images in {root}/<class>/")
+        return scan_class_folders([ClassFolder(root, modality, UNLABELLED)], root, on_error, validate, broken)
+    dataset = scan_class_folders(filter_class_folders(folders, classes, root), root, on_error, validate, broken)
+    if loose:
+        warnings.warn(f"{len(loose)} image file(s) directly in {root} are left out (e.g. {loose[0].name}): "
+                      "beside class folders, an image must be inside one", stacklevel=3)
+        dataset.ignored.extend(loose)
+    return dataset
+
+
 def folder_dataset(
     root: str | os.PathLike,
     on_error: str = "raise",
     classes: Iterable[str] | None = None,
     validate: str = "header",
+    modality: str | None = None,
 ) -> ImageDataset:
-    """Read ``<root>/<modality>/<class>/<file>`` into an ``ImageDataset``.
+    """Read ``<root>/<modality>/<class>/<file>`` (or a bare folder, see below) into an ``ImageDataset``.
 
     ``classes`` keeps only those classes (spelling-insensitive match, unknown names are an
     error). ``on_error`` and ``validate`` are explained in the module docstring. Items are
-    ordered by modality (sketch first), class, then file name.
+    ordered by modality (sketch first), class, then file name. ``modality`` (``"photo"`` or
+    ``"sketch"``) reads only that modality, from ``root``'s modality folder or, without one, from
+    ``root`` as a bare folder (``<root>/<class>/<file>`` or unlabelled files); ``None`` reads both
+    modalities, and a folder without modality folders as a bare folder of photos.
     """
     _check_options(on_error, validate)
+    if modality is not None and modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES} or None, got {modality!r}")
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(
             f"dataset folder {root} does not exist. Expected <root>/<modality>/<class>/<file>, "
-            "e.g. mini_sbir/sketch/cat/1.png and mini_sbir/photo/cat/a.jpg."
+            "e.g. mini_sbir/sketch/cat/1.png and mini_sbir/photo/cat/a.jpg, or a photo folder <root>/<class>/<file>."
         )
     modality_dirs = find_modality_folders(root)
+    if modality is not None:
+        folder = modality_folder(root, modality)
+        dataset = _bare_dataset(folder, modality, on_error, classes, validate)
+        if not len(dataset) and not dataset.skipped:
+            raise LayoutError(f"no {modality} images in {folder}: put them in {folder}/<class>/<image>, one folder "
+                              "per class" + (" (or directly in it, unlabelled)" if modality == PHOTO else ""))
+        return dataset
     if not modality_dirs:
+        try:
+            dataset = _bare_dataset(root, PHOTO, on_error, classes, validate)
+        except LayoutError:  # no class folders to choose classes from: say what is expected
+            dataset = ImageDataset([])
+        if len(dataset) or dataset.skipped:
+            return dataset  # a user's photo folder, as a gallery
         accepted = [name for names in MODALITY_FOLDER_NAMES.values() for name in names]
         raise LayoutError(
             f"no modality folder in {root}: expected sub-folders named one of {accepted} "
-            "(each holding one folder per class)."
+            "(each holding one folder per class), or, for a gallery, photos in <root>/<class>/<image>."
         )
     broken: list[tuple[Path, str]] = []
     folders = [
