@@ -5,7 +5,7 @@ weights nor a GPU. So the fixture builds Sketchy-Extended in SAKE's exact layout
 (``<data>/sake/dataset/Sketchy/...``, what ``mars-lite data download sketchy`` leaves) for every
 class of ``sketchy_split2`` — the default full-mode split — from copies of the built-in
 mini_sbir images (any class's images: they are only there so that the code paths run), and the
-notebooks 00-06 run in full mode with ViT-B-32 at random weights (``WEIGHTS="none"``) on the CPU.
+notebooks 00-08 run in full mode with ViT-B-32 at random weights (``WEIGHTS="none"``) on the CPU.
 
 Skipped, and only under random weights (``setup.pretrained is None``): the science assertions
 that need real weights (the backbone beats random ranking, the converted sketch closes the gap,
@@ -122,7 +122,7 @@ def _outputs(nb) -> str:
     return "\n".join(text)
 
 
-@pytest.mark.slow  # ~4 min on two CPU cores; CI runs it (pyproject: slow tests still run in CI)
+@pytest.mark.slow  # ~4-5 min on two CPU cores; CI runs it (pyproject: slow tests still run in CI)
 def test_notebooks_run_in_full_mode_with_random_vit_b_32(full_mode_env, tmp_path):
     import nbformat
 
@@ -137,6 +137,8 @@ def test_notebooks_run_in_full_mode_with_random_vit_b_32(full_mode_env, tmp_path
         "05_evaluate_and_ablate": {**COMMON, **TRAINING, "FULL_DATA": full_data, "ABLATION_EPOCHS": 2},
         # no FULL_DATA: the benchmark is found under MARS_LITE_DATA, which holds nothing else
         "06_live_sketch_query": {**COMMON, **TRAINING},
+        "07_captions_matter": {**COMMON, "FULL_DATA": full_data, "SEEDS": 2, "EPOCHS": 3, "SHARES": [0.0, 0.6]},
+        "08_your_own_photos": {**COMMON, **TRAINING},
     }
     seconds, printed = {}, {}
     for name, parameters in params.items():
@@ -152,7 +154,7 @@ def test_notebooks_run_in_full_mode_with_random_vit_b_32(full_mode_env, tmp_path
     assert (home / "train" / "best.safetensors").is_file()
     # the skipped science assertions are said aloud, with the reason
     for name in ("02_clip_baseline_and_modality_gap", "03_train_mars", "04_modality_gap_before_after",
-                 "05_evaluate_and_ablate"):
+                 "05_evaluate_and_ablate", "07_captions_matter", "08_your_own_photos"):
         assert "skipped" in printed[name] and "random weights" in printed[name], (name, printed[name][-2000:])
 
 
