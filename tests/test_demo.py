@@ -76,8 +76,8 @@ def test_default_demo_answers_the_drawing(tmp_path, mini_sbir):
 
 
 def test_a_saved_index_is_used_and_checked_against_the_model(tmp_path, mini_sbir):
-    assert main(["index", "build", "--data", str(mini_sbir), "--split", "mini_sbir", "--out", str(tmp_path / "ix"),
-                 "--cache", str(tmp_path / "cache"), "--approximate", "none"]) == 0
+    assert main(["index", "build", "--model", "tiny", "--data", str(mini_sbir), "--split", "mini_sbir",
+                 "--out", str(tmp_path / "ix"), "--cache", str(tmp_path / "cache"), "--approximate", "none"]) == 0
     app = demo.build_demo_app(demo.DemoConfig(model="tiny", checkpoint="none", index=str(tmp_path / "ix"),
                                               cache_dir=str(tmp_path / "cache")))
     try:
@@ -101,3 +101,24 @@ def test_query_command_answers_sketch_files_as_json_lines(mini_sbir, tmp_path, c
         scores = [r["score"] for r in line["results"]]
         assert scores == sorted(scores, reverse=True)
         assert all(Path(r["path"]).is_file() for r in line["results"])
+
+
+def test_index_build_without_a_model_uses_the_demos_and_the_demo_loads_it(tmp_path, mini_sbir, capsys):
+    """No --model/--checkpoint: the index is the demo's model's (never the random 'tiny'), said aloud,
+    and ``mars-lite demo --index`` accepts it."""
+    photos = tmp_path / "photos"
+    for name in ("pizza", "snake"):
+        (photos / name).mkdir(parents=True)
+        for path in sorted((mini_sbir / "photo" / name).iterdir())[:4]:
+            (photos / name / path.name).write_bytes(path.read_bytes())
+    assert main(["index", "build", "--data", str(photos), "--out", str(tmp_path / "ix"),
+                 "--cache", str(tmp_path / "cache"), "--approximate", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "mobilenet-minilm" in out and "trained on the seen classes" in out
+    index = json.loads((tmp_path / "ix" / "index.json").read_text())
+    assert index["meta"]["model_name"] == "mobilenet-minilm" and index["meta"]["checkpoint"]
+    app = demo.build_demo_app(demo.DemoConfig(index=str(tmp_path / "ix"), cache_dir=str(tmp_path / "cache")))
+    try:
+        assert len(app.searcher.gallery(app.searcher.gallery_names[0])) == 8
+    finally:
+        app.close()

@@ -33,8 +33,9 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
                                description="Embed the photos of a gallery (through the embedding cache), "
                                "build exact + approximate search and save them to --out. --data may also be a "
                                "folder of your own photos: <data>/<class>/<image>, or image files without class "
-                               "folders (searchable, unlabelled).")
-    add_model_arguments(build, default_model="tiny")
+                               "folders (searchable, unlabelled). Without --model/--checkpoint the model is the "
+                               "demo's (what 'mars-lite demo' and 'mars-lite query' use).")
+    add_model_arguments(build)  # no --model/--checkpoint: the demo's model, so `mars-lite demo --index` fits
     add_data_argument(build, default="mini_sbir")
     add_on_error_argument(build)
     build.add_argument("--benchmark", choices=("sketchy", "tuberlin", "quickdraw"),
@@ -51,16 +52,28 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=lambda _args: (parser.print_help(file=sys.stderr), 2)[1])
 
 
+def _model(args: argparse.Namespace):
+    """The model the options name, else the demo's (``mars-lite demo`` and ``query`` use the same one, so
+    an index built without options is the one the demo can load), said aloud."""
+    if args.model or args.checkpoint:
+        return open_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device,
+                          seed=args.seed)
+    from ..ui.demo import DemoConfig, demo_model, describe
+
+    model, info = demo_model(DemoConfig(pretrained=args.pretrained, seed=args.seed))
+    print(describe(info))
+    return (model.to(args.device) if args.device else model), info
+
+
 def _run_build(args: argparse.Namespace) -> int:
     check_destination(args.out)  # a bad --out fails now, not after the embedding work
     start = time.perf_counter()
-    model, _ = open_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device,
-                          seed=args.seed)
+    model, info = _model(args)
     dataset = gallery_dataset(args.data, args.benchmark, args.split, args.on_error)
     cache = None if args.cache == "none" else (args.cache or embeddings_cache_dir())
     index = photo_index_from_items(model, dataset, cache, progress=True,
                                    meta={"data": str(args.data), "benchmark": args.benchmark, "split": args.split,
-                                         "checkpoint": args.checkpoint and str(args.checkpoint)})
+                                         "checkpoint": info.get("checkpoint") and str(info["checkpoint"])})
     what = "unlabelled (no class folders)" if is_unlabelled(dataset) else f"of {len(set(index.labels))} classes"
     print(f"embedded {len(index)} photos {what} in {time.perf_counter() - start:.1f} s")
     method = args.approximate
