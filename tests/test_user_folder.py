@@ -212,6 +212,7 @@ def test_unlabelled_gallery_is_indexed_and_queried(tmp_path, mini_sbir, capsys, 
     assert "unlabelled" in capsys.readouterr().out
     index = GalleryIndex.load(tmp_path / "ix")
     assert len(index) == 6 and set(index.labels) == {UNLABELLED}
+    assert "unlabelled" in repr(index) and "classes" not in repr(index)
     sketch = sorted((mini_sbir / "sketch" / "cat").iterdir())[0]
     assert main(["query", str(sketch), "--json", "--k", "4", "--model", "tiny", "--pretrained", "none",
                  "--checkpoint", "none", "--gallery", str(flat)]) == 0

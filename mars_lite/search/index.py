@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..data.folder import UNLABELLED
 from ..errors import MarsLiteError
 from ..files import atomic_write, sha256_file
 from .index_files import IndexFileError, check_sha256, install_folder, missing_index_message
@@ -106,7 +107,9 @@ class GalleryIndex:
 
     def __repr__(self) -> str:
         approx = ", ".join(f"{k}: {type(v).__name__}" for k, v in self.approximate.items()) or "none"
-        return (f"GalleryIndex({len(self)} photos, D={self.dim}, {len(set(self.labels))} classes, "
+        classes = set(self.labels)
+        what = "unlabelled" if classes == {UNLABELLED} else f"{len(classes)} classes"
+        return (f"GalleryIndex({len(self)} photos, D={self.dim}, {what}, "
                 f"model={self.meta.get('model_name')}, approximate={approx})")
 
     def matrix(self, kind: str) -> torch.Tensor:
