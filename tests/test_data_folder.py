@@ -13,7 +13,7 @@ from mars_lite.data import (
     UnreadableImagesError,
     folder_dataset,
 )
-from mars_lite.data.folder import class_key
+from mars_lite.data.scanning import class_key
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ from mars_lite.data import (
     load_split,
 )
 from mars_lite.data.benchmarks import SPLITS_DIR
-from mars_lite.data.folder import class_key
+from mars_lite.data.scanning import class_key
 
 REFERENCE = Path(__file__).resolve().parents[1]  # the docs/ notes cite the class lists
 EXPECTED = {  # name: (benchmark, unseen, seen)

@@ -12,7 +12,8 @@ import torch
 
 from mars_lite import create_model
 from mars_lite.cli import main
-from mars_lite.data.folder import UNLABELLED, LayoutError, folder_dataset, is_unlabelled
+from mars_lite.data.folder import UNLABELLED, folder_dataset, is_unlabelled
+from mars_lite.data.scanning import LayoutError
 from mars_lite.embed import embed_items
 from mars_lite.errors import MarsLiteError
 from mars_lite.eval.evaluation import EmptyClassError

@@ -62,7 +62,8 @@ def check_gallery(gallery: str, benchmark: str | None = None, split: str | None 
     """A gallery folder that holds photos (in the folder layout, or as ``benchmark``), and a
     ``split`` that fits it. Returns a built-in name unchanged, a folder absolute."""
     from ..data.benchmarks import resolve_layout
-    from ..data.folder import LayoutError, find_modality_folders, folder_dataset
+    from ..data.folder import find_modality_folders, folder_dataset
+    from ..data.scanning import LayoutError
     from ..data.items import PHOTO
     from ..data.locations import BUILTIN_SETS, resolve_data
     from ..data.splits import load_split

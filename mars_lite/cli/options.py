@@ -7,7 +7,7 @@ import argparse
 
 from ..errors import MarsLiteError
 
-# as mars_lite.data.folder.ON_ERROR_CHOICES (not imported: `--help` must not pay for the data layer)
+# as mars_lite.data.scanning.ON_ERROR_CHOICES (not imported: `--help` must not pay for the data layer)
 ON_ERROR_CHOICES = ("raise", "skip")
 ON_ERROR_HELP = ("unreadable (corrupt, truncated) image files in the data: 'raise' stops with the list of "
                  "them (default), 'skip' leaves them out with a warning that names them")

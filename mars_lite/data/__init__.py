@@ -1,8 +1,8 @@
 """Data layer: image loading, datasets, zero-shot splits and downloads (no torch imports).
 
-Modules: ``images`` (load_image, check_image), ``items`` (ImageItem, ImageDataset), ``folder``
-(``<root>/<modality>/<class>/<file>``), ``benchmarks`` (Sketchy/TU-Berlin/QuickDraw-Extended
-layouts), ``bitmaps`` + ``quickdraw`` (numpy_bitmap rows rendered as sketches), ``splits``
+Modules: ``images`` (load_image, check_image), ``items`` (ImageItem, ImageDataset), ``scanning``
+(class folders listed and validated), ``folder`` (``<root>/<modality>/<class>/<file>`` or a bare
+folder), ``benchmarks`` (Sketchy/TU-Berlin/QuickDraw-Extended layouts), ``bitmaps`` + ``quickdraw`` (numpy_bitmap rows rendered as sketches), ``splits``
 (manifests), ``locations`` (the built-in data and the resolution order), ``sources`` (the one
 dataset opener), ``registry`` / ``download`` / ``fetching`` / ``archives`` / ``layout_checks``
 (fetching datasets).
@@ -30,7 +30,8 @@ from .download import (
     sha256_file,
     verify,
 )
-from .folder import LayoutError, UnreadableImagesError, class_key, folder_dataset
+from .folder import folder_dataset
+from .scanning import LayoutError, UnreadableImagesError, class_key
 from .images import ImageLoadError, check_image, is_image_file, load_image, to_rgb
 from .items import MODALITIES, PHOTO, SKETCH, ImageDataset, ImageItem
 from .locations import BUILTIN_SETS, MINI_SBIR, builtin_path, resolve_data

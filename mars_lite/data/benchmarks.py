@@ -42,15 +42,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import MarsLiteError
-from .folder import (
-    ClassFolder,
-    LayoutError,
-    class_key,
-    entry_kind,
-    filter_class_folders,
-    list_class_folders,
-    scan_class_folders,
-)
+from .scanning import (ClassFolder, LayoutError, class_key, entry_kind, filter_class_folders, list_class_folders,
+                       scan_class_folders)
 from .items import PHOTO, SKETCH, ImageDataset
 
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from .benchmarks import ClassMismatchError, check_layout
-from .folder import LayoutError, find_modality_folders, folder_dataset, list_class_folders
+from .folder import find_modality_folders, folder_dataset
+from .scanning import LayoutError, list_class_folders
 from .items import MODALITIES
 from .registry import Source
 

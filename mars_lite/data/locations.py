@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from .. import settings
-from .folder import LayoutError
+from .scanning import LayoutError
 
 MINI_SBIR = "mini_sbir"
 BUILTIN_SETS = (MINI_SBIR, "quickdraw_bitmap")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .folder import ON_ERROR_CHOICES, LayoutError, UnreadableImagesError, class_key
+from .scanning import LayoutError, ON_ERROR_CHOICES, UnreadableImagesError, class_key
 from .bitmaps import BITMAP_SIDE, _open_bitmaps, load_bitmap_row, render_bitmap  # noqa: F401
 from .items import SKETCH, ImageDataset, ImageItem
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .benchmarks import benchmark_dataset
-from .folder import LayoutError, find_modality_folders, folder_dataset
+from .folder import find_modality_folders, folder_dataset
+from .scanning import LayoutError
 from .items import ImageDataset
 from .locations import resolve_data
 from .splits import MINI_SBIR, Split, folder_split, list_splits, load_split

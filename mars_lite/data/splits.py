@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .benchmarks import SPLITS_DIR, ClassMismatchError, benchmark_classes, check_layout
-from .folder import LayoutError, class_key, find_modality_folders, list_class_folders
+from .folder import find_modality_folders
+from .scanning import LayoutError, class_key, list_class_folders
 from .items import PHOTO, SKETCH, ImageDataset, ImageItem
 from .locations import MINI_SBIR, resolve_data
 

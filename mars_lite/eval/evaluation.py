@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from ..data.folder import class_key
+from ..data.scanning import class_key
 from ..data.items import PHOTO, SKETCH, ImageDataset
 from ..data.sources import open_dataset, resolve_data, resolve_split
 from ..data.splits import Split

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.folder import LayoutError, class_key, folder_dataset, is_unlabelled, list_class_folders, modality_folder
+from ..data.folder import folder_dataset, is_unlabelled, modality_folder
+from ..data.scanning import LayoutError, class_key, list_class_folders
 from ..data.items import PHOTO, SKETCH, ImageDataset
 from ..embed import embed_items
 from ..errors import MarsLiteError
