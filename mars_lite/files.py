@@ -10,15 +10,22 @@ a file another writer is still filling: a temporary is removed only when it is o
 ``STALE_TMP_SECONDS`` (by its modification time, which every write refreshes) *and* the process
 named in it is no longer running on this machine (names without a pid, from older versions, go
 by age alone).
+
+A folder of files that belong together (a gallery index, the demonstration folders of notebook 08)
+is replaced whole by :func:`install_folder`: built in a hidden sibling ``.<name>.building-<pid>``,
+then swapped in by renames (the old one goes to ``.<name>.old-<pid>`` and is deleted), so a kill
+never leaves a mix of two builds; siblings left by dead processes are removed afterwards.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 STALE_TMP_SECONDS = 30 * 60  # a writer silent for half an hour, whose process is gone, is dead
 
@@ -102,3 +109,43 @@ def atomic_write(path: str | Path, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def folder_siblings(folder: Path, kind: str) -> list[Path]:
+    """The hidden ``.<name>.<kind>-<pid>`` siblings of ``folder`` (``kind``: building | old)."""
+    return sorted(folder.parent.glob(f".{folder.name}.{kind}-*"))
+
+
+def install_folder(folder: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(staging)`` to fill a new sibling folder, then make it ``folder`` by renames.
+
+    If ``write`` raises (or the process dies), ``folder`` is left as it was (a kill between the two
+    renames leaves it at ``.<name>.old-<pid>``). Returns ``folder``.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.building-{os.getpid()}"
+    displaced = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    for leftover in (staging, displaced):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging.mkdir()
+    try:
+        write(staging)
+        if folder.exists():
+            os.rename(folder, displaced)
+            try:
+                os.rename(staging, folder)
+            except BaseException:
+                os.rename(displaced, folder)
+                raise
+        else:
+            os.rename(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(displaced, ignore_errors=True)
+    for path in folder_siblings(folder, "building") + folder_siblings(folder, "old"):  # of dead processes
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+    return folder

@@ -3,8 +3,8 @@
 A gallery index is several files that only make sense together (``index.json``,
 ``vectors.safetensors``, ``faiss_<kind>.index``). Two rules keep a folder from ever mixing builds:
 
-* **build beside, swap in**: ``install_folder`` writes the new files into a sibling
-  ``.<name>.building-<pid>`` folder, then renames the old index away (``.<name>.old-<pid>``),
+* **build beside, swap in**: ``install_folder`` (``mars_lite.files.install_folder``) writes the
+  new files into a sibling ``.<name>.building-<pid>`` folder, then renames the old index away (``.<name>.old-<pid>``),
   renames the new one in and deletes the old one. A build killed before the swap leaves the old
   index untouched (plus a hidden build folder, removed by the next build); a kill between the two
   renames leaves no index but the old one beside it, which ``missing_index_message`` points to.
@@ -13,14 +13,12 @@ A gallery index is several files that only make sense together (``index.json``,
 """
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 from ..errors import MarsLiteError
-from ..files import process_alive, sha256_file
+from .. import files
 
 REBUILD = "rebuild it with 'mars-lite index build ... --out {folder}'"
 
@@ -42,21 +40,17 @@ def check_sha256(folder: Path, name: str, record: dict) -> None:
                              + REBUILD.format(folder=folder))
     if not path.is_file():
         raise IndexFileError(f"{path} is missing from the index; " + REBUILD.format(folder=folder))
-    if sha256_file(path) != expected:
+    if files.sha256_file(path) != expected:
         raise IndexFileError(f"{path} is not the file this index was built with (its sha256 differs from the "
                              f"one in index.json: the folder mixes files of two builds, or the file is damaged); "
                              + REBUILD.format(folder=folder))
-
-
-def _siblings(folder: Path, kind: str) -> list[Path]:
-    return sorted(folder.parent.glob(f".{folder.name}.{kind}-*"))
 
 
 def missing_index_message(folder: Path) -> str:
     """Why ``folder`` holds no index, pointing to an old index a killed swap left beside it."""
     message = (f"{folder} holds no gallery index (index.json + vectors.safetensors); "
                "build one with 'mars-lite index build'")
-    displaced = [p for p in _siblings(folder, "old") if (p / "index.json").is_file()]
+    displaced = [p for p in files.folder_siblings(folder, "old") if (p / "index.json").is_file()]
     if displaced and not folder.exists():
         message += (f"; an interrupted build left the previous index at {displaced[-1]}: "
                     f"rename it to {folder} to use it again")
@@ -92,40 +86,7 @@ def check_destination(folder: str | Path) -> Path:
     return folder
 
 
-def _remove_stale(folder: Path) -> None:
-    """Delete build / displaced folders next to ``folder`` left by processes no longer running."""
-    for path in _siblings(folder, "building") + _siblings(folder, "old"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def install_folder(folder: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(staging)`` to fill a new sibling folder, then make it ``folder`` by renames.
-
-    If ``write`` raises (or the process dies), ``folder`` is left as it was. Returns ``folder``.
-    """
-    folder = check_destination(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.building-{os.getpid()}"
-    displaced = folder.parent / f".{folder.name}.old-{os.getpid()}"
-    for leftover in (staging, displaced):
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging.mkdir()
-    try:
-        write(staging)
-        if folder.exists():
-            os.rename(folder, displaced)
-            try:
-                os.rename(staging, folder)
-            except BaseException:
-                os.rename(displaced, folder)
-                raise
-        else:
-            os.rename(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(displaced, ignore_errors=True)
-    _remove_stale(folder)
-    return folder
+    """Check ``folder`` can take an index (``check_destination``), then build it beside and swap it
+    in (``mars_lite.files.install_folder``). Returns ``folder``."""
+    return files.install_folder(check_destination(folder), write)

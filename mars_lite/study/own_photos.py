@@ -28,7 +28,7 @@ from ..data.items import PHOTO, SKETCH
 from ..data.sources import open_dataset
 from ..data.splits import MINI_SBIR, load_split
 from ..errors import MarsLiteError
-from ..files import atomic_write
+from ..files import atomic_write, install_folder
 
 MARK = "own_photos.json"
 FORMAT = "mars_lite.own_photos/1"
@@ -107,7 +107,7 @@ def build_own_photos(dest: str | os.PathLike | None = None, *, source: str = MIN
                 "unlabelled_classes": {name: item.label for name, item in names.items()}}
         atomic_write(staging / MARK, lambda tmp: Path(tmp).write_text(json.dumps(mark, indent=1) + "\n"))
 
-    _install(dest, write)
+    install_folder(dest, write)
     return OwnPhotos(dest, classes, {name: item.label for name, item in names.items()})
 
 
@@ -127,24 +127,3 @@ def _read_mark(dest: Path) -> dict | None:
 
 def _copy(src: Path, dst: Path) -> None:
     atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
-
-
-def _install(dest: Path, write) -> None:
-    """Fill a sibling staging folder with ``write``, then swap it in for ``dest`` by renames."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = dest.parent / f".{dest.name}.building-{os.getpid()}"
-    displaced = dest.parent / f".{dest.name}.old-{os.getpid()}"
-    for leftover in (staging, displaced):
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging.mkdir()
-    try:
-        write(staging)
-        if dest.exists():
-            os.rename(dest, displaced)
-        os.rename(staging, dest)
-    except BaseException:
-        if displaced.exists() and not dest.exists():
-            os.rename(displaced, dest)  # put the previous build back
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(displaced, ignore_errors=True)
