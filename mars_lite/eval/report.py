@@ -150,15 +150,20 @@ class EvalReport:
 
     def save(self, out_dir: str | Path, stem: str | None = None) -> dict[str, str]:
         """Write ``<stem>.json`` and ``<stem>.md`` atomically into ``out_dir``; returns their paths."""
-        out_dir = Path(out_dir)
-        stem = stem or default_stem(self.split, self.setting)
-        json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        atomic_write(json_path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
-        markdown = self.to_markdown()
-        atomic_write(md_path, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
-        self.files = {"json": str(json_path), "markdown": str(md_path)}
+        self.files = save_report(out_dir, stem or default_stem(self.split, self.setting), self.to_dict(),
+                                 self.to_markdown())
         return self.files
+
+
+def save_report(out_dir: str | Path, stem: str, data: dict, markdown: str) -> dict[str, str]:
+    """Write ``data`` as ``<stem>.json`` and ``markdown`` as ``<stem>.md`` atomically into ``out_dir``;
+    returns their paths (``{"json": ..., "markdown": ...}``)."""
+    out_dir = Path(out_dir)
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    text = json.dumps(data, indent=2, allow_nan=False)
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    atomic_write(md_path, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
+    return {"json": str(json_path), "markdown": str(md_path)}
 
 
 def weights_source(model: dict) -> str:

@@ -8,12 +8,10 @@ which of them the checkpoint trained on.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..files import atomic_write
-from .report import _fmt, _nan_to_none, weights_source
+from .report import _fmt, _nan_to_none, save_report, weights_source
 
 FORMAT = "mars_lite.user_folder_eval/1"
 STEM = "eval_user_folder"
@@ -132,11 +130,5 @@ class UserFolderReport:
 
     def save(self, out_dir: str | Path, stem: str = STEM) -> dict[str, str]:
         """Write ``<stem>.json`` and ``<stem>.md`` atomically into ``out_dir``; returns their paths."""
-        out_dir = Path(out_dir)
-        json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        atomic_write(json_path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
-        markdown = self.to_markdown()
-        atomic_write(md_path, lambda tmp: Path(tmp).write_text(markdown, encoding="utf-8"))
-        self.files = {"json": str(json_path), "markdown": str(md_path)}
+        self.files = save_report(out_dir, stem, self.to_dict(), self.to_markdown())
         return self.files
