@@ -18,6 +18,7 @@ Noise estimates, the "larger than noise" rule and the prose of the findings:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -51,9 +52,15 @@ SYNONYMS = "synonyms (paper templates)"  # query-time only: names differ per cla
 def class_names(label: str) -> list[str]:
     """The class name and its ImageNet synset names (``caption_names.json``, from Tiny-ImageNet's
     ``words.txt``; no WordNet glosses ship offline), without repeats; just the name when unknown."""
-    synsets = json.loads(NAMES_FILE.read_text(encoding="utf-8"))["classes"].get(label, {})
+    synsets = _synset_names().get(label, {})
     names = [label.replace("_", " ")] + [n for names in synsets.values() for n in names]
     return list(dict.fromkeys(n for n in names))
+
+
+@functools.lru_cache(maxsize=1)
+def _synset_names() -> dict:
+    """class -> wnid -> names, read once (``class_names`` is asked per class, wording and modality)."""
+    return json.loads(NAMES_FILE.read_text(encoding="utf-8"))["classes"]
 
 
 def class_text_embeddings(model, classes: Sequence[str], templates: Sequence[str], synonyms: bool = False,
