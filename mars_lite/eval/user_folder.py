@@ -22,6 +22,7 @@ gallery lacks (``ClassNotInGalleryError``).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -144,10 +145,9 @@ def user_folder_scores(model, sketches, photos, query_labels: Sequence[str], pho
     return out
 
 
-def _rows(folders: UserFolders, scores: dict, ks: Sequence[int], classes_seen) -> list[dict]:
+def _rows(folders: UserFolders, scores: dict, ks: Sequence[int], classes_seen, photo_counts: Counter) -> list[dict]:
     """One row per measured class: counts, P@k, mAP@all, chance (R / G), whether trained on."""
     labels = np.asarray([it.label for it in folders.sketches])
-    photo_counts = {c: sum(it.label == c for it in folders.photos) for c in folders.classes}
     seen = None if classes_seen is None else {class_key(c) for c in classes_seen}
     rows = []
     for name in folders.classes:
@@ -198,13 +198,14 @@ def evaluate_user_folder(model_or_checkpoint, photos: str | os.PathLike, sketche
                                 [it.label for it in folders.sketches], [it.label for it in folders.photos],
                                 ks=ks, convention=convention)
     labels = np.asarray([it.label for it in folders.sketches])
-    chance = np.asarray([sum(p.label == y for p in folders.photos) for y in labels]) / len(folders.photos)
+    photo_counts = Counter(it.label for it in folders.photos)  # R of each class; chance = R / G
+    chance = np.asarray([photo_counts[y] for y in labels]) / len(folders.photos)
     overall = {k: {**{name: float(v.mean()) for name, v in s["per_query"].items()},
                    "map_all": float(np.mean([s["map_per_class"][y] for y in labels]))}
                for k, s in scores.items()}
     report = UserFolderReport(
         photos=str(Path(photos)), sketches=str(Path(sketches)), model=info, kind=kind, ks=list(ks),
-        convention=convention, classes=_rows(folders, scores[kind], ks, info.get("classes_seen")),
+        convention=convention, classes=_rows(folders, scores[kind], ks, info.get("classes_seen"), photo_counts),
         overall=overall, chance=float(chance.mean()),
         gallery={"count": len(folders.photos), "classes": folders.photos.classes},
         skipped=sorted({str(path) for ds in (folders.photos, folders.sketches) for path, _ in ds.skipped}))
