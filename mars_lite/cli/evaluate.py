@@ -13,7 +13,8 @@ from ..eval.report import FAST_MODE_NOTE
 from ..method.modalities import RETRIEVAL_KINDS
 from ..settings import embeddings_cache_dir
 from .checks import check_output_dir
-from .options import OptionError, add_data_argument, add_model_arguments, add_on_error_argument, model_choice
+from .options import (OptionError, add_data_argument, add_model_arguments, add_on_error_argument,
+                      demo_model_said, model_choice)
 
 # options of the split protocol that mean nothing for a user's folders
 SPLIT_ONLY = ("split", "generalized", "finegrained", "seen_class_evaluation", "fast_mode")
@@ -86,10 +87,7 @@ def _run_user(args: argparse.Namespace, source, out, cache, classes) -> int:
     load_user_folders(args.photos, args.sketches, classes, args.on_error)  # a folder mistake before a model loads
     info = None
     if source is None:
-        from ..ui.demo import DemoConfig, demo_model, describe
-
-        source, info = demo_model(DemoConfig(pretrained=args.pretrained, seed=args.seed))
-        print(describe(info))
+        source, info = demo_model_said(args)
     report = evaluate_user_folder(source, args.photos, args.sketches, info=info, kind=args.kind, classes=classes,
                                   convention=args.convention, cache_dir=cache, out_dir=out,
                                   pretrained=args.pretrained, device=args.device, seed=args.seed,

@@ -12,7 +12,7 @@ from ..method.loading import open_model
 from ..search.index import GALLERY_KIND, gallery_dataset, photo_index_from_items, sketch_queries
 from ..search.index_files import check_destination
 from ..settings import embeddings_cache_dir
-from .options import add_data_argument, add_model_arguments, add_on_error_argument
+from .options import add_data_argument, add_model_arguments, add_on_error_argument, demo_model_said
 
 
 def positive_int(text: str) -> int:
@@ -58,10 +58,7 @@ def _model(args: argparse.Namespace):
     if args.model or args.checkpoint:
         return open_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device,
                           seed=args.seed)
-    from ..ui.demo import DemoConfig, demo_model, describe
-
-    model, info = demo_model(DemoConfig(pretrained=args.pretrained, seed=args.seed))
-    print(describe(info))
+    model, info = demo_model_said(args)
     return (model.to(args.device) if args.device else model), info
 
 

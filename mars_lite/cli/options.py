@@ -57,3 +57,13 @@ def model_choice(args: argparse.Namespace, command: str) -> str:
         return args.model
     # main prints "mars-lite COMMAND: error: ..." already; ``command`` stays for callers that name it
     raise OptionError("give --checkpoint CKPT or --model tiny|mobilenet-minilm|ViT-B-32")
+
+
+def demo_model_said(args: argparse.Namespace):
+    """``(model, info)`` of the demo (``mars_lite.ui.demo.demo_model``: the chosen backbone and its
+    checkpoint), for commands run without ``--model``/``--checkpoint``; prints which model it is."""
+    from ..ui.demo import DemoConfig, demo_model, describe
+
+    model, info = demo_model(DemoConfig(pretrained=args.pretrained, seed=args.seed))
+    print(describe(info))
+    return model, info
